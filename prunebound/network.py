@@ -1,0 +1,653 @@
+"""The common model interface: one view of a feed-forward network used by every prunebound method.
+
+A :class:`Network` wraps a plain ``torch.nn.Module`` built from ``nn.Sequential`` containers (nested allowed)
+of the layers below, and exposes
+
+* ``layers``: the weighted layers (``Linear``, ``Conv1d``, ``Conv2d``) in forward order as :class:`Layer`
+  records (path, kind, weight, bias, fan-in/out, and the activation that follows);
+* ``forward(x)`` and ``trace(x)``: every weighted layer's input and pre-activation in one batched pass;
+* flat parameter vectors (:func:`to_vector` / :func:`load_vector`), used by PAC-Bayes noise and subspaces;
+* pruning masks that follow ``torch.nn.utils.prune`` conventions (``weight_orig`` * ``weight_mask``), so a
+  pruned model stays an ordinary PyTorch model (:func:`apply_masks`, :func:`masks_of`, :func:`remove_masks`);
+* parameter counts (:func:`count_parameters`, :func:`count_nonzero`, :func:`sparsity`);
+* a small model zoo (:func:`mlp`, :func:`lenet300_100`, :func:`lenet5`, :func:`conv1d_small`).
+
+Supported layers: ``Linear``, ``Conv1d``, ``Conv2d``, ``ReLU``, ``MaxPool1d/2d``, ``AvgPool1d/2d``,
+``Flatten``, ``Unflatten``, ``Dropout`` (identity in eval mode), ``Identity`` and ``BatchNorm1d/2d`` directly after
+a weighted layer (folded into it by :func:`fold_batchnorm`). Anything else raises
+:class:`~prunebound.errors.UnsupportedLayerError` naming the layer's path and type.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.utils.prune as tprune
+from torch import nn
+
+from prunebound.errors import (
+    DataError,
+    InvalidParameterError,
+    UnsupportedLayerError,
+    check_finite_module,
+    check_positive_int,
+)
+
+__all__ = [
+    "Layer",
+    "Network",
+    "Trace",
+    "SparsityReport",
+    "fold_batchnorm",
+    "to_vector",
+    "load_vector",
+    "apply_masks",
+    "masks_of",
+    "remove_masks",
+    "is_pruned",
+    "count_parameters",
+    "count_nonzero",
+    "sparsity",
+    "architecture",
+    "build_architecture",
+    "mlp",
+    "lenet300_100",
+    "lenet5",
+    "conv1d_small",
+]
+
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+PASSTHROUGH = (
+    nn.ReLU,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Dropout,
+    nn.Identity,
+)
+BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
+_KIND = {nn.Linear: "linear", nn.Conv1d: "conv1d", nn.Conv2d: "conv2d"}
+
+
+def _leaves(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """Yield ``(path, leaf)`` in forward order, descending into nested ``nn.Sequential``."""
+    if isinstance(module, nn.Sequential):
+        for name, child in module.named_children():
+            yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
+    else:
+        yield prefix, module
+
+
+def _check_supported(leaves: Sequence[tuple[str, nn.Module]]) -> None:
+    for i, (path, m) in enumerate(leaves):
+        where = path or "<root>"
+        if isinstance(m, WEIGHTED + PASSTHROUGH):
+            if isinstance(m, (nn.Conv1d, nn.Conv2d)) and (m.groups != 1 or m.padding_mode != "zeros"):
+                raise UnsupportedLayerError(
+                    f"layer {where!r} ({type(m).__name__}) uses groups={m.groups}, "
+                    f"padding_mode={m.padding_mode!r}; only groups=1 and zero padding are supported"
+                )
+            continue
+        if isinstance(m, BATCHNORM):
+            prev = leaves[i - 1][1] if i > 0 else None
+            if not isinstance(prev, WEIGHTED):
+                raise UnsupportedLayerError(
+                    f"layer {where!r} ({type(m).__name__}) must directly follow a Linear/Conv layer to be "
+                    "folded; found it after "
+                    f"{type(prev).__name__ if prev is not None else 'the input'}"
+                )
+            continue
+        raise UnsupportedLayerError(
+            f"layer {where!r} of type {type(m).__name__} is not supported; allowed: nn.Sequential of "
+            "Linear, Conv1d, Conv2d, ReLU, MaxPool1d/2d, AvgPool1d/2d, Flatten, Unflatten, Dropout, Identity, "
+            "BatchNorm1d/2d (after a weighted layer)"
+        )
+
+
+def _get(module: nn.Module, path: str) -> nn.Module:
+    return module.get_submodule(path) if path else module
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One weighted layer of a :class:`Network`.
+
+    ``weight`` is the *effective* weight (``weight_orig * weight_mask`` when pruned), shaped as in PyTorch:
+    ``(out, in)`` for ``Linear`` and ``(out, in, *kernel)`` for convolutions. ``fan_in`` is
+    ``in_features`` or ``in_channels * prod(kernel)``; ``fan_out`` is ``out_features`` or ``out_channels``.
+    ``activation`` is ``"relu"`` if a ReLU follows (possibly after pooling / flatten), else ``None``;
+    ``ops_after`` lists every pass-through op between this layer and the next weighted one.
+    """
+
+    index: int
+    path: str
+    kind: str
+    module: nn.Module = field(repr=False, compare=False)
+    activation: str | None
+    ops_after: tuple[str, ...]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.module.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.module.bias
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        return getattr(self.module, "weight_mask", None)
+
+    @property
+    def fan_in(self) -> int:
+        w = self.module.weight
+        return int(math.prod(w.shape[1:]))
+
+    @property
+    def fan_out(self) -> int:
+        return int(self.module.weight.shape[0])
+
+    @property
+    def n_weights(self) -> int:
+        return int(self.module.weight.numel())
+
+    @property
+    def n_params(self) -> int:
+        b = self.module.bias
+        return self.n_weights + (int(b.numel()) if b is not None else 0)
+
+    def weight_matrix(self) -> torch.Tensor:
+        """The effective weight as a ``(fan_out, fan_in)`` matrix (a view for contiguous weights)."""
+        return self.module.weight.reshape(self.fan_out, self.fan_in)
+
+
+@dataclass
+class Trace:
+    """Result of :meth:`Network.trace`: for weighted layer ``i``, ``inputs[i]`` is what it received
+    and ``preacts[i]`` what it produced (before its activation); ``output`` is the network output."""
+
+    inputs: list[torch.Tensor]
+    preacts: list[torch.Tensor]
+    output: torch.Tensor
+
+
+class Network:
+    """A validated, read-only view of a feed-forward ``nn.Module``.
+
+    Build it with :meth:`from_module`. The wrapped module is ``self.module``; if the original contained
+    BatchNorm layers, ``self.module`` is a folded *copy* (see :func:`fold_batchnorm`).
+    """
+
+    def __init__(self, module: nn.Module, *, _validated: bool = False) -> None:
+        if not isinstance(module, nn.Module):
+            raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
+        leaves = list(_leaves(module))
+        if not _validated:
+            _check_supported(leaves)
+        if any(isinstance(m, BATCHNORM) for _, m in leaves):
+            raise UnsupportedLayerError("BatchNorm present: use Network.from_module, which folds it")
+        self.module = module
+        self._leaves = leaves
+        layers: list[Layer] = []
+        weighted_pos = [i for i, (_, m) in enumerate(leaves) if isinstance(m, WEIGHTED)]
+        if not weighted_pos:
+            raise UnsupportedLayerError("module has no Linear/Conv layer; nothing to analyse")
+        for j, pos in enumerate(weighted_pos):
+            end = weighted_pos[j + 1] if j + 1 < len(weighted_pos) else len(leaves)
+            ops = tuple(type(m).__name__.lower() for _, m in leaves[pos + 1 : end])
+            path, m = leaves[pos]
+            act = "relu" if "relu" in ops else None
+            layers.append(Layer(j, path, _KIND[type(m)], m, act, ops))
+        self.layers: list[Layer] = layers
+
+    @classmethod
+    def from_module(cls, module: nn.Module | Network) -> Network:
+        """Validate ``module`` and wrap it. BatchNorm layers are folded into a copy first."""
+        if isinstance(module, Network):
+            return module
+        if not isinstance(module, nn.Module):
+            raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
+        leaves = list(_leaves(module))
+        _check_supported(leaves)
+        if any(isinstance(m, BATCHNORM) for _, m in leaves):
+            module = fold_batchnorm(module)
+        return cls(module, _validated=True)
+
+    # ------------------------------------------------------------------ basic facts
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{ly.kind}{tuple(ly.weight.shape)}" for ly in self.layers)
+        return f"Network({shapes})"
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
+    def input_features(self) -> int:
+        """Channels (conv) or features (linear) expected by the first weighted layer."""
+        m = self.layers[0].module
+        return m.in_features if isinstance(m, nn.Linear) else m.in_channels
+
+    @property
+    def output_features(self) -> int:
+        return self.layers[-1].fan_out
+
+    def check_finite(self) -> None:
+        """Raise :class:`DataError` if any weight or bias is NaN/inf."""
+        check_finite_module(self.module)
+
+    # ------------------------------------------------------------------ evaluation
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.module(x)
+        except RuntimeError as e:  # shape errors from torch become a DataError naming both shapes
+            msg = str(e)
+            if any(s in msg for s in ("shape", "size", "dimension", "Expected", "expected")):
+                raise DataError(
+                    f"input of shape {tuple(x.shape)} does not fit the model: first layer "
+                    f"{self.layers[0].kind}{tuple(self.layers[0].weight.shape)} ({msg.splitlines()[0]})"
+                ) from e
+            raise
+
+    def forward(self, x: torch.Tensor, *, batch_size: int = 8192) -> torch.Tensor:
+        """Output of the network on ``x`` in eval mode, without gradients, in batches."""
+        return self.trace(x, batch_size=batch_size, keep=False).output
+
+    __call__ = forward
+
+    def trace(self, x: torch.Tensor, *, batch_size: int = 4096, keep: bool = True) -> Trace:
+        """One no-grad pass (eval mode) recording each weighted layer's input and pre-activation.
+
+        Uses forward hooks on the weighted modules, so pruning masks and any in-between pooling/flatten are
+        respected exactly as in ``module(x)``. ``batch_size`` bounds peak memory.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise DataError(f"x must be a torch.Tensor; got {type(x).__name__}")
+        if x.shape[0] == 0:
+            raise DataError("x is empty (0 samples)")
+        batch_size = check_positive_int("batch_size", batch_size)
+        n = len(self.layers)
+        ins: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        outs: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        handles = []
+        if keep:
+            for ly in self.layers:
+
+                def hook(mod, inp, out, i=ly.index):
+                    ins[i].append(inp[0].detach())
+                    outs[i].append(out.detach())
+
+                handles.append(ly.module.register_forward_hook(hook))
+        was_training = self.module.training
+        self.module.eval()
+        dtype = self.layers[0].weight.dtype
+        xs = x.to(dtype) if x.is_floating_point() else x.to(dtype)
+        results = []
+        try:
+            with torch.no_grad():
+                for start in range(0, xs.shape[0], batch_size):
+                    results.append(self._run(xs[start : start + batch_size]))
+        finally:
+            for h in handles:
+                h.remove()
+            self.module.train(was_training)
+        out = torch.cat(results)
+        if not keep:
+            return Trace([], [], out)
+        return Trace([torch.cat(a) for a in ins], [torch.cat(a) for a in outs], out)
+
+
+# ---------------------------------------------------------------------- batch-norm folding
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Return a copy of ``module`` with every BatchNorm folded into the weighted layer before it.
+
+    With running statistics (eval mode) BN computes ``y = g * (z - mu) / sqrt(var + eps) + b``; for the
+    preceding layer ``z = W x + c`` this equals ``W' x + c'`` with ``W' = s * W`` (per output unit),
+    ``c' = s * (c - mu) + b`` and ``s = g / sqrt(var + eps)``. The BN is replaced by ``nn.Identity`` so that
+    module paths are unchanged. Exact up to floating-point rounding.
+    """
+    out = copy.deepcopy(module)
+    leaves = list(_leaves(out))
+    _check_supported(leaves)
+    for i, (path, bn) in enumerate(leaves):
+        if not isinstance(bn, BATCHNORM):
+            continue
+        prev_path, prev = leaves[i - 1]
+        if is_pruned(prev):
+            raise UnsupportedLayerError(f"cannot fold BatchNorm {path!r} into pruned layer {prev_path!r}")
+        with torch.no_grad():
+            if bn.running_mean is None or bn.running_var is None:
+                raise UnsupportedLayerError(f"BatchNorm {path!r} has no running statistics to fold")
+            s = 1.0 / torch.sqrt(bn.running_var + bn.eps)
+            if bn.affine:
+                s = s * bn.weight
+            shift = -bn.running_mean * s + (bn.bias if bn.affine else 0.0)
+            w = prev.weight
+            shape = (-1,) + (1,) * (w.dim() - 1)
+            new_w = w * s.reshape(shape)
+            old_b = prev.bias if prev.bias is not None else torch.zeros_like(s)
+            new_b = old_b * s + shift
+            prev.weight = nn.Parameter(new_w.to(w.dtype))
+            prev.bias = nn.Parameter(new_b.to(w.dtype))
+        parent_path, _, name = path.rpartition(".")
+        parent = _get(out, parent_path)
+        setattr(parent, name, nn.Identity())
+    return out
+
+
+# ---------------------------------------------------------------------- flat vectors
+def _as_network(module: nn.Module | Network) -> Network:
+    return module if isinstance(module, Network) else Network.from_module(module)
+
+
+def to_vector(module: nn.Module | Network) -> torch.Tensor:
+    """All weights and biases of the weighted layers as one flat vector (effective, i.e. masked, values).
+
+    Order: for each layer in forward order, ``weight.flatten()`` then ``bias``. Inverse: :func:`load_vector`.
+    """
+    net = _as_network(module)
+    parts = []
+    for ly in net.layers:
+        parts.append(ly.weight.detach().reshape(-1))
+        if ly.bias is not None:
+            parts.append(ly.bias.detach().reshape(-1))
+    return torch.cat(parts)
+
+
+def load_vector(module: nn.Module | Network, vector: torch.Tensor) -> nn.Module:
+    """Write a flat vector (layout of :func:`to_vector`) into the module's weights and biases, in place.
+
+    For a pruned layer the vector is written into ``weight_orig``; the mask still applies, so pruned
+    coordinates stay zero. Returns the module.
+    """
+    net = _as_network(module)
+    vector = torch.as_tensor(vector)
+    total = sum(ly.n_params for ly in net.layers)
+    if vector.dim() != 1 or vector.numel() != total:
+        raise DataError(f"vector has shape {tuple(vector.shape)}; the model needs a flat vector of {total}")
+    if not bool(torch.isfinite(vector).all()):
+        raise DataError("vector contains NaN or inf")
+    pos = 0
+    with torch.no_grad():
+        for ly in net.layers:
+            m = ly.module
+            target = m.weight_orig if is_pruned(m) else m.weight
+            k = target.numel()
+            target.copy_(vector[pos : pos + k].reshape(target.shape).to(target.dtype))
+            pos += k
+            if m.bias is not None:
+                k = m.bias.numel()
+                m.bias.copy_(vector[pos : pos + k].reshape(m.bias.shape).to(m.bias.dtype))
+                pos += k
+            if is_pruned(m):  # refresh the cached masked weight
+                m.weight = m.weight_orig * m.weight_mask
+    return net.module
+
+
+# ---------------------------------------------------------------------- masks
+def is_pruned(m: nn.Module) -> bool:
+    """True if ``m.weight`` is governed by a ``torch.nn.utils.prune`` mask."""
+    return hasattr(m, "weight_mask") and hasattr(m, "weight_orig")
+
+
+def apply_masks(
+    module: nn.Module | Network, masks: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]
+) -> nn.Module:
+    """Prune ``module`` in place with ``torch.nn.utils.prune.custom_from_mask``.
+
+    ``masks`` maps layer paths (:attr:`Layer.path`) to 0/1 tensors of the weight's shape, or is a sequence
+    aligned with :attr:`Network.layers`. Layers already pruned get the product of old and new masks (the
+    ``torch.nn.utils.prune`` behaviour). Returns the module.
+    """
+    net = _as_network(module)
+    by_path = {ly.path: ly for ly in net.layers}
+    if isinstance(masks, Mapping):
+        items = list(masks.items())
+    else:
+        if len(masks) != len(net.layers):
+            raise InvalidParameterError(
+                f"masks has {len(masks)} entries; the model has {len(net.layers)} weighted layers"
+            )
+        items = [(ly.path, mk) for ly, mk in zip(net.layers, masks)]
+    for path, mk in items:
+        if path not in by_path:
+            raise InvalidParameterError(
+                f"mask for unknown layer {path!r}; weighted layers are {sorted(by_path)}"
+            )
+        ly = by_path[path]
+        mk = torch.as_tensor(mk)
+        if tuple(mk.shape) != tuple(ly.weight.shape):
+            raise InvalidParameterError(
+                f"mask for layer {path!r} has shape {tuple(mk.shape)}; weight shape is {tuple(ly.weight.shape)}"
+            )
+        if not bool(((mk == 0) | (mk == 1)).all()):
+            raise InvalidParameterError(f"mask for layer {path!r} must contain only 0 and 1")
+        tprune.custom_from_mask(ly.module, "weight", mk.to(ly.weight.dtype).to(ly.weight.device))
+    return net.module
+
+
+def masks_of(module: nn.Module | Network) -> dict[str, torch.Tensor]:
+    """Current mask of every weighted layer (all ones for an unpruned layer), keyed by layer path."""
+    net = _as_network(module)
+    return {
+        ly.path: (ly.mask.detach().clone() if ly.mask is not None else torch.ones_like(ly.weight))
+        for ly in net.layers
+    }
+
+
+def remove_masks(module: nn.Module | Network) -> nn.Module:
+    """Make pruning permanent (``torch.nn.utils.prune.remove``) on every pruned layer; returns the module."""
+    net = _as_network(module)
+    for ly in net.layers:
+        if is_pruned(ly.module):
+            tprune.remove(ly.module, "weight")
+    return net.module
+
+
+# ---------------------------------------------------------------------- counting
+@dataclass(frozen=True)
+class SparsityReport:
+    """Fraction of zero *weights* (biases excluded) per layer path and in total."""
+
+    per_layer: dict[str, float]
+    total: float
+    nonzero: int
+    weights: int
+
+    def to_dict(self) -> dict:
+        return {"per_layer": dict(self.per_layer), "total": self.total, "nonzero": self.nonzero,
+                "weights": self.weights}
+
+
+def count_parameters(module: nn.Module | Network, *, include_bias: bool = True) -> int:
+    """Number of weights (and biases) in the weighted layers, pruned or not."""
+    net = _as_network(module)
+    return sum(ly.n_params if include_bias else ly.n_weights for ly in net.layers)
+
+
+def count_nonzero(module: nn.Module | Network, *, include_bias: bool = True) -> int:
+    """Number of non-zero effective weights (and biases) in the weighted layers."""
+    net = _as_network(module)
+    total = 0
+    for ly in net.layers:
+        total += int((ly.weight != 0).sum())
+        if include_bias and ly.bias is not None:
+            total += int((ly.bias != 0).sum())
+    return total
+
+
+def sparsity(module: nn.Module | Network) -> SparsityReport:
+    """Per-layer and total fraction of weights equal to zero (biases excluded)."""
+    net = _as_network(module)
+    per, nz, tot = {}, 0, 0
+    for ly in net.layers:
+        k = int((ly.weight != 0).sum())
+        per[ly.path] = 1.0 - k / ly.n_weights
+        nz += k
+        tot += ly.n_weights
+    return SparsityReport(per, 1.0 - nz / tot, nz, tot)
+
+
+# ---------------------------------------------------------------------- architecture spec (for safe IO)
+_SPEC_ATTRS: dict[type, tuple[str, ...]] = {
+    nn.Linear: ("in_features", "out_features"),
+    nn.Conv1d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
+    nn.Conv2d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
+    nn.ReLU: (),
+    nn.MaxPool1d: ("kernel_size", "stride", "padding"),
+    nn.MaxPool2d: ("kernel_size", "stride", "padding"),
+    nn.AvgPool1d: ("kernel_size", "stride", "padding"),
+    nn.AvgPool2d: ("kernel_size", "stride", "padding"),
+    nn.Flatten: ("start_dim", "end_dim"),
+    nn.Unflatten: ("dim", "unflattened_size"),
+    nn.Dropout: ("p",),
+    nn.Identity: (),
+    nn.BatchNorm1d: ("num_features", "eps", "momentum", "affine"),
+    nn.BatchNorm2d: ("num_features", "eps", "momentum", "affine"),
+}
+_SPEC_TYPES = {t.__name__: t for t in _SPEC_ATTRS}
+
+
+def _jsonable(v):
+    if isinstance(v, tuple):
+        return [_jsonable(a) for a in v]
+    return v
+
+
+def architecture(module: nn.Module) -> dict:
+    """A JSON-serialisable description of a supported module (nesting and child names preserved).
+
+    Together with a state_dict it rebuilds the model via :func:`build_architecture` without pickle.
+    """
+    if isinstance(module, nn.Sequential):
+        return {
+            "type": "Sequential",
+            "children": [[name, architecture(c)] for name, c in module.named_children()],
+        }
+    t = type(module)
+    if t not in _SPEC_ATTRS:
+        raise UnsupportedLayerError(f"cannot describe layer of type {t.__name__}")
+    spec = {"type": t.__name__}
+    for a in _SPEC_ATTRS[t]:
+        spec[a] = _jsonable(getattr(module, a))
+    if isinstance(module, WEIGHTED):
+        spec["bias"] = module.bias is not None
+    return spec
+
+
+def build_architecture(spec: Mapping) -> nn.Module:
+    """Inverse of :func:`architecture`: a freshly initialised module of the described shape."""
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        raise DataError(f"architecture spec must be a mapping with a 'type'; got {spec!r:.200}")
+    if spec["type"] == "Sequential":
+        seq = nn.Sequential()
+        for name, child in spec["children"]:
+            seq.add_module(str(name), build_architecture(child))
+        return seq
+    if spec["type"] not in _SPEC_TYPES:
+        raise UnsupportedLayerError(f"architecture names unsupported layer type {spec['type']!r}")
+    t = _SPEC_TYPES[spec["type"]]
+    kwargs = {}
+    for a in _SPEC_ATTRS[t]:
+        v = spec[a]
+        kwargs[a] = tuple(v) if isinstance(v, list) else v
+    if t in WEIGHTED:
+        kwargs["bias"] = bool(spec.get("bias", True))
+    return t(**kwargs)
+
+
+# ---------------------------------------------------------------------- model zoo
+def _seeded(seed: int | None):
+    return torch.random.fork_rng(devices=[]) if seed is not None else _null()
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def mlp(d_in: int, widths: Sequence[int], d_out: int, *, bias: bool = True, seed: int | None = None
+        ) -> nn.Sequential:
+    """``Linear(d_in, w1) - ReLU - ... - Linear(w_L, d_out)``.
+
+    Parameter count: ``sum_l (n_{l-1} + 1) n_l`` over ``n = (d_in, *widths, d_out)`` (without ``+1`` if
+    ``bias=False``). PyTorch's default (Kaiming-uniform) initialisation, reproducible with ``seed``.
+    """
+    d_in = check_positive_int("d_in", d_in)
+    d_out = check_positive_int("d_out", d_out)
+    sizes = [d_in, *[check_positive_int("widths[i]", w) for w in widths], d_out]
+    with _seeded(seed):
+        if seed is not None:
+            torch.manual_seed(seed)
+        mods: list[nn.Module] = []
+        for i in range(len(sizes) - 1):
+            mods.append(nn.Linear(sizes[i], sizes[i + 1], bias=bias))
+            if i < len(sizes) - 2:
+                mods.append(nn.ReLU())
+        return nn.Sequential(*mods)
+
+
+def lenet300_100(d_in: int = 784, d_out: int = 10, *, seed: int | None = None) -> nn.Sequential:
+    """LeNet-300-100 (LeCun et al. 1998): ``d_in-300-100-d_out`` ReLU MLP.
+
+    266,610 parameters for ``d_in=784, d_out=10``; 43,810 for MNIST-1D (``d_in=40``).
+    """
+    return mlp(d_in, [300, 100], d_out, seed=seed)
+
+
+def lenet5(in_channels: int = 1, n_classes: int = 10, *, input_size: int = 28, seed: int | None = None
+           ) -> nn.Sequential:
+    """LeNet-5 (LeCun et al. 1998), ReLU/max-pool variant for ``input_size`` x ``input_size`` images.
+
+    conv(6@5x5, pad 2) - pool - conv(16@5x5) - pool - fc120 - fc84 - fc``n_classes``.
+    61,706 parameters for 1x28x28 inputs and 10 classes.
+    """
+    s = input_size // 2
+    s = (s - 4) // 2
+    with _seeded(seed):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * s * s, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, n_classes),
+        )
+
+
+def conv1d_small(length: int = 40, n_classes: int = 10, *, channels: int = 32, seed: int | None = None
+                 ) -> nn.Sequential:
+    """A small 1-D CNN for MNIST-1D (inputs ``(N, length)``).
+
+    Unflatten - conv(c@5, pad 2) - ReLU - conv(c@3, stride 2, pad 1) - ReLU - conv(c@3, stride 2, pad 1) -
+    ReLU - Flatten - Linear(c * ceil(length/4), n_classes). With ``channels=32, length=40``: 192 + 3,104 +
+    3,104 + 3,210 = 9,610 parameters.
+    """
+    l2 = (length + 1) // 2
+    l4 = (l2 + 1) // 2
+    with _seeded(seed):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Unflatten(1, (1, length)),
+            nn.Conv1d(1, channels, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(channels * l4, n_classes),
+        )
