@@ -296,6 +296,8 @@ def _read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     ndim = raw[3]
     if ndim != expect_ndim:
         raise DataError(f"{path}: expected an IDX file with {expect_ndim} dimensions, found {ndim}")
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, need {4 + 4 * ndim})")
     dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     body = raw[4 + 4 * ndim :]
     if len(body) != int(np.prod(dims)):
