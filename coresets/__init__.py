@@ -1,1 +1,40 @@
-"""placeholder"""
+"""prunebound.coresets: provable sampling-based pruning with sensitivity estimates.
+
+``prune(module, data, method=..., eps=... | keep_ratio=..., delta=...) -> (pruned_copy, Guarantee)`` with
+methods CoreNet (Baykal et al. 2019), data-independent coresets (Mussay et al. 2020), SiPP (Baykal et al.
+2022), PFP (Liebenwein et al. 2020) and the baselines uniform / magnitude (layer-wise, global). One sampling
+core (:mod:`.sampling`) and one sensitivity module (:mod:`.sensitivity`) serve all of them.
+"""
+
+from prunebound.coresets.baselines import magnitude_global, magnitude_layerwise, uniform
+from prunebound.coresets.corenet import corenet, corenet_constants, sparsify_layer
+from prunebound.coresets.data_independent import data_independent
+from prunebound.coresets.guarantee import Guarantee
+from prunebound.coresets.pfp import pfp
+from prunebound.coresets.prune import METHODS, prune
+from prunebound.coresets.sampling import (
+    bernstein_sample_size,
+    corenet_sample_size,
+    epsilon_sample_size,
+    importance_sample,
+    make_generator,
+    sparsify_rows,
+)
+from prunebound.coresets.sensitivity import (
+    abs_edge_sensitivity,
+    channel_sensitivity,
+    edge_sensitivity,
+    edge_sensitivity_naive,
+    neuron_sensitivity_data_independent,
+)
+from prunebound.coresets.sipp import sipp
+
+__all__ = [
+    "prune", "METHODS", "Guarantee",
+    "corenet", "corenet_constants", "sparsify_layer", "data_independent", "sipp", "pfp",
+    "uniform", "magnitude_layerwise", "magnitude_global",
+    "corenet_sample_size", "bernstein_sample_size", "epsilon_sample_size", "importance_sample",
+    "sparsify_rows", "make_generator",
+    "edge_sensitivity", "abs_edge_sensitivity", "edge_sensitivity_naive", "channel_sensitivity",
+    "neuron_sensitivity_data_independent",
+]

@@ -1,0 +1,162 @@
+"""One entry point for every coreset method, and the plumbing the methods share.
+
+``prune(module, data, method=..., eps=...)`` returns ``(pruned_copy, Guarantee)``; with ``keep_ratio`` instead
+of ``eps`` the sample-size formula is inverted: ``eps`` is found by bisection (in log-space, on a fixed seed)
+so that the achieved fraction of kept non-zero weights is as close as possible to ``keep_ratio`` (the kept
+fraction is non-increasing in ``eps`` up to sampling noise; the closest evaluated ``eps`` is returned).
+
+Plumbing: :func:`prepare` validates arguments and deep-copies the module (the input is never modified);
+:func:`set_layer` writes a reweighted weight into ``weight_orig`` and the mask through
+:func:`prunebound.network.apply_masks`, so that the effective weight is ``weight_orig * weight_mask``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+from prunebound.coresets.guarantee import Guarantee
+from torch import nn
+
+from prunebound.data import Dataset
+from prunebound.errors import (
+    DataError,
+    InvalidParameterError,
+    UnsupportedLayerError,
+    check_finite_module,
+    check_positive_int,
+    check_probability,
+)
+from prunebound.network import Network, apply_masks, is_pruned
+
+__all__ = ["prune", "METHODS", "prepare", "set_layer", "sensitivity_batch", "finish", "require_linear"]
+
+
+def _inputs_of(data) -> torch.Tensor:
+    if isinstance(data, Dataset):
+        return data.x
+    if isinstance(data, torch.Tensor):
+        if data.dim() == 0 or data.shape[0] == 0:
+            raise DataError(f"data is empty (shape {tuple(data.shape)}); need >= 1 input point")
+        if not bool(torch.isfinite(data).all()):
+            raise DataError("data contains NaN or inf")
+        return data
+    raise DataError(f"data must be a prunebound Dataset or a tensor of inputs; got {type(data).__name__}")
+
+
+def prepare(module: nn.Module, data, *, eps: float | None, delta: float
+            ) -> tuple[Network, torch.Tensor | None, int]:
+    """Validate and copy. Returns ``(net_of_copy, inputs_or_None, nonzero_weights_before)``."""
+    if not isinstance(module, nn.Module):
+        raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
+    if eps is not None:
+        check_probability("eps", eps)
+    check_probability("delta", delta)
+    check_finite_module(module)
+    x = _inputs_of(data) if data is not None else None
+    net = Network.from_module(copy.deepcopy(module))
+    before = sum(int((ly.weight != 0).sum()) for ly in net.layers)
+    if before == 0:
+        raise InvalidParameterError("module has no non-zero weights; nothing to prune")
+    return net, x, before
+
+
+def require_linear(net: Network, method: str) -> None:
+    """Raise :class:`UnsupportedLayerError` unless every weighted layer is ``nn.Linear``."""
+    for ly in net.layers:
+        if ly.kind != "linear":
+            raise UnsupportedLayerError(
+                f"{method} supports fully connected (nn.Linear) layers only; layer {ly.path!r} is {ly.kind}. "
+                "Use method='pfp' for convolutional filters"
+            )
+
+
+def sensitivity_batch(x: torch.Tensor, n_points: int, generator: torch.Generator) -> torch.Tensor:
+    """``n_points`` inputs drawn uniformly without replacement (all of them if there are fewer)."""
+    n_points = check_positive_int("n_points", n_points)
+    if n_points >= x.shape[0]:
+        return x
+    return x[torch.randperm(x.shape[0], generator=generator)[:n_points]]
+
+
+def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor) -> None:
+    """Make layer ``index`` compute with ``weight * mask`` (mask composed with any old one)."""
+    ly = net.layers[index]
+    m = ly.module
+    apply_masks(net, {ly.path: mask.to(ly.weight.dtype)})
+    with torch.no_grad():
+        m.weight_orig.copy_(weight.reshape(m.weight_orig.shape).to(m.weight_orig.dtype))
+        m.weight = m.weight_orig * m.weight_mask
+
+
+def finish(net: Network, before: int, *, method: str, eps: float | None, delta: float,
+           eps_l, delta_l, m_l, s_l, guaranteed: bool = True, extra: dict | None = None
+           ) -> tuple[nn.Module, Guarantee]:
+    """Make sure every layer carries a mask, count kept weights and build the :class:`Guarantee`."""
+    for ly in net.layers:
+        if not is_pruned(ly.module):
+            apply_masks(net, {ly.path: torch.ones_like(ly.weight)})
+    kept = sum(int((ly.weight != 0).sum()) for ly in net.layers)
+    g = Guarantee(method=method, eps=None if eps is None else float(eps), delta=float(delta),
+                  layers=tuple(ly.path for ly in net.layers), eps_per_layer=tuple(float(e) for e in eps_l),
+                  delta_per_layer=tuple(float(d) for d in delta_l), sample_sizes=tuple(int(v) for v in m_l),
+                  total_sensitivity=tuple(float(v) for v in s_l), keep_ratio=kept / before, kept=kept,
+                  total=before, guaranteed=guaranteed, extra=dict(extra or {}))
+    return net.module, g
+
+
+def _methods() -> dict[str, Callable]:
+    from prunebound.coresets.baselines import magnitude_global, magnitude_layerwise, uniform
+    from prunebound.coresets.corenet import corenet
+    from prunebound.coresets.data_independent import data_independent
+    from prunebound.coresets.pfp import pfp
+    from prunebound.coresets.sipp import sipp
+
+    return {"corenet": corenet, "data_independent": data_independent, "sipp": sipp, "pfp": pfp,
+            "uniform": uniform, "magnitude": magnitude_layerwise, "magnitude_global": magnitude_global}
+
+
+METHODS = ("corenet", "data_independent", "sipp", "pfp", "uniform", "magnitude", "magnitude_global")
+_BASELINES = ("uniform", "magnitude", "magnitude_global")
+
+
+def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None = None, delta: float = 0.1,
+          keep_ratio: float | None = None, seed: int | None = 0, eps_range: tuple[float, float] = (1e-4, 1e9),
+          iters: int = 30, **kw) -> tuple[nn.Module, Guarantee]:
+    """Prune a copy of ``module`` with ``method`` at tolerance ``eps`` or to a target ``keep_ratio``.
+
+    Methods: ``corenet``, ``data_independent``, ``sipp``, ``pfp`` (take ``eps`` or ``keep_ratio``) and the
+    baselines ``uniform``, ``magnitude`` (layer-wise), ``magnitude_global`` (take ``keep_ratio`` only).
+    Extra keywords go to the method. When ``keep_ratio`` is given the internal ``eps`` may exceed 1 (the
+    theorem's statement is then weak but still true); it is recorded in the Guarantee.
+    """
+    table = _methods()
+    if method not in table:
+        raise InvalidParameterError(f"method must be one of {list(METHODS)}; got {method!r}")
+    fn = table[method]
+    if method in _BASELINES:
+        if keep_ratio is None:
+            raise InvalidParameterError(f"baseline method {method!r} needs keep_ratio (it has no eps)")
+        check_probability("keep_ratio", keep_ratio, open_right=False)
+        return fn(module, data, keep_ratio=keep_ratio, delta=delta, seed=seed, **kw)
+    if (eps is None) == (keep_ratio is None):
+        raise InvalidParameterError(
+            f"give exactly one of eps or keep_ratio; got eps={eps!r}, keep_ratio={keep_ratio!r}")
+    if eps is not None:
+        return fn(module, data, eps=eps, delta=delta, seed=seed, **kw)
+    check_probability("keep_ratio", keep_ratio, open_right=False)
+    lo, hi = math.log(eps_range[0]), math.log(eps_range[1])
+    best = None
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        out = fn(module, data, eps=math.exp(mid), delta=delta, seed=seed, _allow_large_eps=True, **kw)
+        r = out[1].keep_ratio
+        if best is None or abs(r - keep_ratio) < abs(best[1].keep_ratio - keep_ratio):
+            best = out
+        if r > keep_ratio:
+            lo = mid  # keeps too much: loosen eps
+        else:
+            hi = mid
+    return best
