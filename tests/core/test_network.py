@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.utils.prune as tprune
 from torch import nn
 
 from prunebound import network as N
