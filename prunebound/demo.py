@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import time
@@ -37,7 +36,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.
     torch.manual_seed(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    n = 3000 if quick else 12000
+    n = 3000 if quick else 40000
     spec = f"mnist1d:n={n},seed={seed}"
     split = D.mnist1d(n, seed)
     train = D.resolve(spec + ",part=train")
@@ -45,7 +44,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.
     print(f"[demo] MNIST-1D generated offline: {len(train)} train / {len(test)} test examples")
 
     model = N.mlp(40, [128], 10, seed=seed)
-    fit(model, train, epochs=8 if quick else 40, lr=3e-3, batch_size=128, seed=seed, optimizer="adam",
+    fit(model, train, epochs=8 if quick else 30, lr=3e-3, batch_size=128, seed=seed, optimizer="adam",
         quiet=quick)
     dense = evaluate(model, test)
     print(f"[demo] dense MLP 40-128-10 ({N.count_parameters(model)} parameters): test error {dense.error:.3f}")
@@ -54,8 +53,8 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.
     d_each = delta / len(grid)
     rows, best = [], None
     for s in grid:
-        rep = magnitude(model, train, sparsity=s, scope="global", finetune_epochs=3 if quick else 10,
-                        lr=1e-3, seed=seed)
+        rep = magnitude(model, train, sparsity=s, scope="global", epochs=3 if quick else 10, lr=1e-3,
+                        batch_size=128, optimizer="adam", weight_decay=0.0, seed=seed)
         pruned = rep.module
         quantize_module(pruned, bits=4)
         bits = code_length_bits(pruned).total_bits
@@ -68,7 +67,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.
         print(f"[demo] sparsity {s:.3f}: {bits} bits, train err {cert.empirical:.3f}, test err {te:.3f}, "
               f"Occam bound {cert.value:.3f}")
         if best is None or cert.value < best[1].value:
-            best = (copy.deepcopy(pruned), cert, row)
+            best = (N.clone(pruned), cert, row)
 
     pruned, cert, row = best
     save_model(pruned, out / "model.pt")

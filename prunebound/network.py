@@ -43,6 +43,7 @@ __all__ = [
     "Trace",
     "SparsityReport",
     "fold_batchnorm",
+    "clone",
     "to_vector",
     "load_vector",
     "apply_masks",
@@ -135,7 +136,10 @@ class Layer:
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.module.weight
+        m = self.module
+        if is_pruned(m):  # recompute: the cached ``m.weight`` is stale until the next forward pass
+            return m.weight_orig * m.weight_mask
+        return m.weight
 
     @property
     def bias(self) -> torch.Tensor | None:
@@ -164,8 +168,8 @@ class Layer:
         return self.n_weights + (int(b.numel()) if b is not None else 0)
 
     def weight_matrix(self) -> torch.Tensor:
-        """The effective weight as a ``(fan_out, fan_in)`` matrix (a view for contiguous weights)."""
-        return self.module.weight.reshape(self.fan_out, self.fan_in)
+        """The effective weight as a ``(fan_out, fan_in)`` matrix (a view for contiguous unpruned weights)."""
+        return self.weight.reshape(self.fan_out, self.fan_in)
 
 
 @dataclass
@@ -307,6 +311,21 @@ class Network:
         return Trace([torch.cat(a) for a in ins], [torch.cat(a) for a in outs], out)
 
 
+# ---------------------------------------------------------------------- copying
+def clone(module: nn.Module) -> nn.Module:
+    """A deep copy that also works for ``torch.nn.utils.prune``-pruned modules.
+
+    ``copy.deepcopy`` fails on a pruned module after a forward pass with autograd on, because the cached
+    ``weight = weight_orig * weight_mask`` is a non-leaf tensor. The cached weight is recomputed detached first
+    (same values; the prune hook recomputes it at every forward anyway).
+    """
+    for m in module.modules():
+        if is_pruned(m):
+            with torch.no_grad():
+                m.weight = (m.weight_orig * m.weight_mask).detach()
+    return copy.deepcopy(module)
+
+
 # ---------------------------------------------------------------------- batch-norm folding
 def fold_batchnorm(module: nn.Module) -> nn.Module:
     """Return a copy of ``module`` with every BatchNorm folded into the weighted layer before it.
@@ -316,7 +335,7 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     ``c' = s * (c - mu) + b`` and ``s = g / sqrt(var + eps)``. The BN is replaced by ``nn.Identity`` so that
     module paths are unchanged. Exact up to floating-point rounding.
     """
-    out = copy.deepcopy(module)
+    out = clone(module)
     leaves = list(_leaves(out))
     _check_supported(leaves)
     for i, (path, bn) in enumerate(leaves):

@@ -159,3 +159,17 @@ def test_architecture_roundtrip():
         m2.load_state_dict(m.state_dict())
         x = torch.randn(2, *shape)
         torch.testing.assert_close(m2(x), m(x))
+
+
+def test_clone_pruned_after_forward_and_fresh_weight():
+    m = N.mlp(4, [3], 2, seed=0)
+    N.apply_masks(m, {"0": torch.tensor([[1.0, 0, 1, 0], [0, 1, 1, 1], [1, 1, 0, 0]])})
+    m(torch.randn(2, 4)).sum().backward()  # cached weight is now a non-leaf tensor
+    c = N.clone(m)
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(c(x), m(x))
+    assert c[0].weight_orig is not m[0].weight_orig
+    with torch.no_grad():
+        m[0].weight_orig.mul_(2.0)
+    ly = N.Network(m).layers[0]
+    torch.testing.assert_close(ly.weight, m[0].weight_orig * m[0].weight_mask)
