@@ -1,0 +1,77 @@
+"""Shared checks for the paper_repro experiment tests: run a quick preset once per test module."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunebound.paper_repro import get_experiment, run_experiment
+from prunebound.plotting import read_csv
+from prunebound.sweep import read_results, trial_key
+
+
+def _same(a, b) -> bool:
+    """A JSON cell equals a CSV cell; JSON writes non-finite floats as null, the CSV as nan/inf."""
+    if a is None and isinstance(b, float):
+        return not math.isfinite(b)
+    return a == b
+
+
+class QuickRun:
+    """The quick preset of one experiment, run once into a temporary folder, with generic output checks."""
+
+    def __init__(self, name: str, out_dir: Path) -> None:
+        torch.set_num_threads(1)
+        self.name = name
+        self.mod = get_experiment(name)
+        self.config = self.mod.Config.quick()
+        self.out_dir = out_dir
+        self.info = run_experiment(name, "quick", out_dir, progress=False)
+        self.results = read_results(out_dir / "results.jsonl")
+        self.rows = read_csv(out_dir / f"{name}.csv")
+
+    def check_files(self) -> None:
+        files = [Path(p) for p in self.info["files"]]
+        want = sorted(f"{self.name}.{e}" for e in ("pdf", "png", "csv", "json"))
+        assert sorted(p.name for p in files) == want
+        d = {p.suffix: p for p in files}
+        assert d[".pdf"].read_bytes().startswith(b"%PDF")
+        import matplotlib.image as mpimg
+
+        img = mpimg.imread(d[".png"])
+        assert img.shape[0] > 100 and img.shape[1] > 100
+        assert img[..., :3].std() > 0.05  # not a blank image
+        js = json.loads(d[".json"].read_text())
+        assert len(js) == len(self.rows) > 0
+        for a, b in zip(js, self.rows):  # the JSON and CSV tables hold the same cells
+            assert list(a) == list(b)
+            for k in a:
+                assert _same(a[k], b[k]), (k, a[k], b[k])
+        cfg = json.loads((self.out_dir / "config.json").read_text())
+        assert cfg["experiment"] == self.name
+
+    def check_results_complete(self) -> None:
+        trials = self.mod.trials(self.config)
+        assert self.info["n_trials"] == len(trials) == len(self.results)
+        assert {r["key"] for r in self.results} == {trial_key(t) for t in trials}
+
+    def check_resume_runs_nothing(self, monkeypatch) -> None:
+        def boom(t):  # any recomputation would fail
+            raise AssertionError("a finished trial was run again")
+
+        monkeypatch.setattr(self.mod, "run_trial", boom)
+        again = self.mod.run(self.config, self.out_dir, progress=False)
+        assert [r["result"] for r in again] == [r["result"] for r in self.results]
+
+    def figure(self):
+        return self.mod.figure(self.results)
+
+
+@pytest.fixture(scope="module")
+def quick_run(request, tmp_path_factory):
+    name = request.module.EXPERIMENT
+    return QuickRun(name, tmp_path_factory.mktemp(name))
