@@ -51,10 +51,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from prunebound.bounds.subspace_projection import PROJECTIONS, make_projection
 from torch import nn
 from torch.func import functional_call
 
+from prunebound.bounds.subspace_projection import PROJECTIONS, make_projection
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
 from prunebound.coding import (
     BitReader,

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from scipy.optimize import brentq
+
 from prunebound.bounds.subspace import (
     SubspaceModel,
     certify_subspace,
@@ -24,8 +26,6 @@ from prunebound.bounds.subspace_projection import (
     fwht,
     make_projection,
 )
-from scipy.optimize import brentq
-
 from prunebound.certificate import Certificate, certifiers, verify
 from prunebound.coding import elias_delta_bits, empirical_entropy_bits
 from prunebound.data import teacher_task
