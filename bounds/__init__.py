@@ -1,9 +1,14 @@
 """Generalization bounds with certificates: PAC-Bayes core, Occam and compression bounds, one ``certify``.
 
-Importing this package registers the certifiers ``"occam"``, ``"zhou2019"`` and ``"pac_bayes_gaussian"`` with
-:func:`prunebound.certificate.register_certifier` (via :mod:`prunebound.bounds.certify`).
+Importing this package registers the certifiers ``"occam"``, ``"zhou2019"``, ``"pac_bayes_gaussian"`` (via
+:mod:`prunebound.bounds.certify`), ``"coreset"`` (:mod:`~prunebound.bounds.coreset_bound`), ``"arora2018"``
+(:mod:`~prunebound.bounds.noise_stability`), ``"spectral_bartlett2017"`` / ``"spectral_neyshabur2018"``
+(:mod:`~prunebound.bounds.norm_bounds`) and ``"subspace"`` (:mod:`~prunebound.bounds.subspace`) with
+:func:`prunebound.certificate.register_certifier`; :func:`certify` dispatches to all of them.
 """
 
+# modules whose import registers further certifiers ("coreset", "arora2018", "spectral_*", "subspace")
+from prunebound.bounds import coreset_bound, noise_stability, norm_bounds, subspace  # noqa: F401
 from prunebound.bounds.certify import certify, pac_bayes_gaussian_bound, pac_bayes_gaussian_certificate
 from prunebound.bounds.compression_bound import (
     QuantizedLayer,
@@ -31,6 +36,10 @@ from prunebound.bounds.pac_bayes import (
 )
 
 __all__ = [
+    "coreset_bound",
+    "noise_stability",
+    "norm_bounds",
+    "subspace",
     "certify",
     "pac_bayes_gaussian_bound",
     "pac_bayes_gaussian_certificate",

@@ -34,35 +34,14 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from prunebound.bounds.kl import kl_inverse_upper
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
 from prunebound.data import Dataset
 from prunebound.errors import DataError, InvalidParameterError, check_positive_int, check_probability
 from prunebound.network import Network, is_pruned
 from prunebound.train import evaluate
 
-__all__ = ["kl_upper_inverse", "code_bits", "coreset_compress", "coreset_bound", "certify_coreset"]
-
-
-def _kl(p: float, q: float) -> float:
-    def t(a, b):
-        return 0.0 if a == 0 else a * math.log(a / b)
-    return t(p, q) + t(1 - p, 1 - q)
-
-
-def kl_upper_inverse(p: float, c: float) -> float:
-    """``max { q in [p, 1] : kl(p || q) <= c }`` by bisection (float64, 200 steps)."""
-    if not (0.0 <= p <= 1.0) or not math.isfinite(c) or c < 0:
-        raise InvalidParameterError(f"need p in [0,1] and c >= 0; got p={p!r}, c={c!r}")
-    lo, hi = p, 1.0
-    if _kl(p, 1.0 - 1e-16) <= c:
-        return 1.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _kl(p, mid) <= c:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+__all__ = ["code_bits", "coreset_compress", "coreset_bound", "certify_coreset"]
 
 
 def _effective(net: Network):
@@ -130,7 +109,7 @@ def coreset_bound(module: nn.Module, data: Dataset, *, delta: float, value_bits:
     n = len(data)
     err = float(evaluate(module, data).error)
     rhs = (code["bits"] * math.log(2) + math.log(1 / delta)) / n
-    value = kl_upper_inverse(err, rhs)
+    value = float(kl_inverse_upper(err, rhs))
     parts = {**code, "kl_rhs": rhs, "ln_1_over_delta": math.log(1 / delta), "n": float(n)}
     return BoundTerms(value=value, empirical=err, complexity=value - err, parts=parts)
 

@@ -2,30 +2,17 @@ import math
 
 import pytest
 import torch
+
 from prunebound.bounds.coreset_bound import (
     certify_coreset,
     code_bits,
     coreset_bound,
     coreset_compress,
-    kl_upper_inverse,
 )
-from scipy import optimize
-
 from prunebound.certificate import certifiers, verify
 from prunebound.data import teacher_task
 from prunebound.errors import InvalidParameterError
 from prunebound.network import mlp
-
-
-def _kl(p, q):
-    return (p * math.log(p / q) if p > 0 else 0.0) + ((1 - p) * math.log((1 - p) / (1 - q)) if p < 1 else 0.0)
-
-
-@pytest.mark.parametrize("p,c", [(0.0, 0.1), (0.1, 0.05), (0.3, 0.5), (0.02, 0.001)])
-def test_kl_inverse_matches_scipy_root(p, c):
-    q = kl_upper_inverse(p, c)
-    ref = optimize.brentq(lambda t: _kl(p, t) - c, max(p, 1e-12), 1 - 1e-12)
-    assert q == pytest.approx(ref, abs=1e-9)
 
 
 def test_code_bits_brute_force():
