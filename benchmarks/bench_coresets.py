@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+
 from prunebound.coresets.sampling import bernstein_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import abs_edge_sensitivity, edge_sensitivity, edge_sensitivity_naive
 

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from prunebound.bounds.subspace_projection import make_projection
 
 torch.set_num_threads(1)

@@ -4,8 +4,8 @@ import os
 
 import pytest
 import torch
-from prunebound.bounds.coreset_bound import coreset_bound, coreset_compress
 
+from prunebound.bounds.coreset_bound import coreset_bound, coreset_compress
 from prunebound.data import teacher_task
 from prunebound.network import mlp
 from prunebound.testing import coverage

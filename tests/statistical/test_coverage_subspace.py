@@ -13,9 +13,9 @@ import os
 
 import pytest
 import torch
+
 from prunebound.bounds.subspace import SubspaceModel, subspace_bound, subspace_compress
 from prunebound.bounds.subspace_projection import make_projection
-
 from prunebound.data import teacher_task
 from prunebound.network import mlp, to_vector
 from prunebound.testing import binomial_upper_pvalue, coverage
