@@ -31,6 +31,7 @@ from prunebound.errors import InvalidParameterError, check_positive_int, check_p
 __all__ = ["CoverageResult", "coverage", "binomial_upper_pvalue"]
 
 MakeBound = Callable[[Dataset, int], "tuple[nn.Module, float]"]
+RiskFn = Callable[[nn.Module, TeacherTask, int, torch.Generator], float]
 
 
 def binomial_upper_pvalue(violations: int, reps: int, delta: float) -> float:
@@ -71,11 +72,16 @@ class CoverageResult:
         return d
 
 
-def _one(make_bound: MakeBound, task: TeacherTask, n: int, seed: int, n_test: int) -> tuple[float, float]:
+def _one(make_bound: MakeBound, task: TeacherTask, n: int, seed: int, n_test: int,
+         risk_fn: RiskFn | None = None) -> tuple[float, float]:
     torch.set_num_threads(1)
     train = task.sample(n, torch.Generator().manual_seed(10_000_019 * (seed + 1)))
     model, bound = make_bound(train, seed)
-    risk = task.true_risk(model, n=n_test, seed=torch.Generator().manual_seed(7_777_777 + seed))
+    g = torch.Generator().manual_seed(7_777_777 + seed)
+    if risk_fn is None:
+        risk = task.true_risk(model, n=n_test, seed=g)
+    else:
+        risk = risk_fn(model, task, n_test, g)
     return float(bound), float(risk)
 
 
@@ -93,11 +99,14 @@ def coverage(
     backend: str = "joblib",
     client=None,
     progress: bool = False,
+    risk_fn: RiskFn | None = None,
 ) -> CoverageResult:
     """Run ``reps`` seeded repetitions of ``make_bound`` on ``task`` and test the violation rate against ``delta``.
 
     ``make_bound(train: Dataset, seed: int) -> (model, bound)`` must be picklable for ``n_jobs > 1`` or Dask.
     ``backend="dask"`` submits the repetitions to a ``distributed.Client`` (``client`` or the default one).
+    ``risk_fn(model, task, n_test, generator) -> float`` replaces the deterministic 0-1 risk, e.g. for a
+    stochastic (Gibbs) predictor whose risk is an expectation over posterior draws.
     """
     check_positive_int("n", n)
     check_positive_int("reps", reps)
@@ -108,18 +117,19 @@ def coverage(
         if n_jobs == 1:
             from tqdm.auto import tqdm
 
-            out = [_one(make_bound, task, n, s, n_test) for s in tqdm(seeds, disable=not progress, desc="coverage")]
+            out = [_one(make_bound, task, n, s, n_test, risk_fn)
+                   for s in tqdm(seeds, disable=not progress, desc="coverage")]
         else:
             from joblib import Parallel, delayed
 
-            out = Parallel(n_jobs=n_jobs)(delayed(_one)(make_bound, task, n, s, n_test) for s in seeds)
+            out = Parallel(n_jobs=n_jobs)(delayed(_one)(make_bound, task, n, s, n_test, risk_fn) for s in seeds)
     elif backend == "dask":
         try:
             from distributed import default_client
         except ImportError as e:  # pragma: no cover
             raise InvalidParameterError("backend='dask' needs the 'dist' extra: pip install prunebound[dist]") from e
         c = client or default_client()
-        futs = [c.submit(_one, make_bound, task, n, s, n_test, pure=False) for s in seeds]
+        futs = [c.submit(_one, make_bound, task, n, s, n_test, risk_fn, pure=False) for s in seeds]
         out = c.gather(futs)
     else:
         raise InvalidParameterError(f"backend must be 'joblib' or 'dask', got {backend!r}")

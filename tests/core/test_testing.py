@@ -99,3 +99,14 @@ def test_coverage_joblib_and_dask_agree():
         dk = coverage(hoeffding_fixed, TASK, n=30, reps=4, delta=DELTA, seed=1, n_test=2000, backend="dask",
                       client=client)
     assert dk.bounds == base.bounds and dk.risks == base.risks
+
+
+def test_risk_fn_hook_used():
+    calls = []
+
+    def half(model, task, n_test, g):
+        calls.append(n_test)
+        return 0.5
+
+    res = coverage(hoeffding_fixed, TASK, n=30, reps=2, delta=DELTA, seed=0, n_test=500, risk_fn=half)
+    assert res.risks == (0.5, 0.5) and calls == [500, 500]
