@@ -84,15 +84,30 @@ def cmd_certify(a) -> int:
     from prunebound.bounds import certify
     from prunebound.io import load_model
 
-    m = load_model(a.model)
+    path = a.model_opt or a.model
+    if not path:
+        raise PruneboundError("certify needs a model file (positional MODEL or --model)")
+    m = load_model(path)
     d = D.resolve(a.data)
     cert = certify(m, d, method=a.method, delta=a.delta, seed=a.seed, **_kv(a.param))
     if a.out:
         cert.save(a.out)
-    print(cert.summary())
+    print(format_terms(cert))
     if a.out:
         print(f"certificate written to {a.out}")
     return 0
+
+
+def format_terms(cert) -> str:
+    """A short table of a certificate's terms (value, empirical, complexity and every named part)."""
+    rows = [("bound", cert.value), ("empirical term", cert.empirical), ("complexity term", cert.complexity),
+            ("delta", cert.delta), ("n", cert.n)]
+    rows += [(f"  {k}", v) for k, v in sorted(cert.parts.items())]
+    w = max(len(k) for k, _ in rows)
+    lines = [f"{cert.kind}: with probability >= {1 - cert.delta:g}, risk <= {cert.value:.6f}"]
+    for k, v in rows:
+        lines.append(f"  {k:<{w}}  {v:.6g}" if isinstance(v, (int, float)) else f"  {k:<{w}}  {v}")
+    return "\n".join(lines)
 
 
 def cmd_verify(a) -> int:
@@ -187,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("certify", help="compute a certified generalization bound")
-    s.add_argument("model")
+    s.add_argument("model", nargs="?")
+    s.add_argument("--model", dest="model_opt", default=None, help="model file (alternative to MODEL)")
     s.add_argument("--data", required=True)
     s.add_argument("--method", default="occam")
     s.add_argument("--delta", type=float, default=0.05)
