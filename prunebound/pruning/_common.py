@@ -150,6 +150,36 @@ def finetune(
     return f"{what} all unpruned weights and biases for {epochs} epochs ({optimizer}, lr={lr}), masks fixed"
 
 
+def penalize_then_prune(
+    net: Network,
+    data: Dataset,
+    regularizer,
+    *,
+    method: str,
+    sparsity: float,
+    scope: str,
+    epochs: int,
+    finetune_epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int | None,
+    desc: str,
+    params: dict[str, Any],
+    info=None,
+) -> PruneReport:
+    """Shared recipe of the penalty methods: train ``epochs`` on loss + ``regularizer(module)``, remove the
+    smallest-magnitude weights to reach ``sparsity`` (``scope`` global/layer), fine-tune ``finetune_epochs`` with
+    the masks fixed, and report. ``info(net)`` (optional) adds method-specific numbers after pruning."""
+    from prunebound.train import fit
+
+    fit(net.module, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, regularizer=regularizer)
+    set_masks(net, smallest_k_masks(masked_scores(net, magnitude_scores(net)), sparsity, scope))
+    rt = finetune(net, data, epochs=finetune_epochs, lr=lr, batch_size=batch_size,
+                  seed=None if seed is None else seed + 1)
+    return make_report(net, method, sparsity, retrained=desc if rt is None else f"{desc}; {rt}",
+                       params=params, info=info(net) if info is not None else None)
+
+
 def make_report(
     net: Network,
     method: str,

@@ -28,14 +28,9 @@ from prunebound.network import Network
 from prunebound.pruning._common import (
     check_scope,
     check_sparsity,
-    finetune,
-    magnitude_scores,
-    make_report,
-    masked_scores,
+    penalize_then_prune,
     prepare,
     require_data,
-    set_masks,
-    smallest_k_masks,
 )
 from prunebound.pruning.report import PruneReport
 
@@ -82,38 +77,15 @@ def transformed_l1(
     check_positive("lam", lam, allow_zero=True)
     check_positive("lam_g", lam_g, allow_zero=True)
     check_positive_int("epochs", epochs, minimum=0)
-    from prunebound.train import fit
 
     def reg(_m: nn.Module) -> torch.Tensor:
         r = lam * sum(tl1_penalty(ly.weight, a) for ly in net.layers)
         return r + lam_g * group_l1_penalty(net) if lam_g else r
 
-    fit(net.module, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, regularizer=reg)
-    set_masks(net, smallest_k_masks(masked_scores(net, magnitude_scores(net)), sparsity, scope))
-    rt = finetune(
-        net,
-        data,
-        epochs=finetune_epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=None if seed is None else seed + 1,
-    )
-    desc = f"trained {epochs} epochs with TL1(a={a}) lam={lam}, group-l1 lam_g={lam_g} before pruning"
-    return make_report(
-        net,
-        "transformed_l1",
-        sparsity,
-        retrained=desc if rt is None else f"{desc}; {rt}",
-        params=dict(
-            sparsity=sparsity,
-            seed=seed,
-            a=a,
-            lam=lam,
-            lam_g=lam_g,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            scope=scope,
-            finetune_epochs=finetune_epochs,
-        ),
+    return penalize_then_prune(
+        net, data, reg, method="transformed_l1", sparsity=sparsity, scope=scope, epochs=epochs,
+        finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size, seed=seed,
+        desc=f"trained {epochs} epochs with TL1(a={a}) lam={lam}, group-l1 lam_g={lam_g} before pruning",
+        params=dict(sparsity=sparsity, seed=seed, a=a, lam=lam, lam_g=lam_g, epochs=epochs, lr=lr,
+                    batch_size=batch_size, scope=scope, finetune_epochs=finetune_epochs),
     )

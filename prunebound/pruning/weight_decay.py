@@ -27,14 +27,9 @@ from prunebound.network import Network
 from prunebound.pruning._common import (
     check_scope,
     check_sparsity,
-    finetune,
-    magnitude_scores,
-    make_report,
-    masked_scores,
+    penalize_then_prune,
     prepare,
     require_data,
-    set_masks,
-    smallest_k_masks,
 )
 from prunebound.pruning.report import PruneReport
 
@@ -85,43 +80,13 @@ def weight_decay(
     check_positive_int("epochs", epochs, minimum=0)
     if penalty not in PENALTIES:
         raise InvalidParameterError(f"penalty must be one of {PENALTIES}; got {penalty!r}")
-    from prunebound.train import fit
+    return penalize_then_prune(
+        net, data, lambda m: lam * hanson_pratt_penalty(net, penalty, beta=beta),
+        method="weight_decay", sparsity=sparsity, scope=scope, epochs=epochs, finetune_epochs=finetune_epochs,
+        lr=lr, batch_size=batch_size, seed=seed,
+        desc=f"trained {epochs} epochs with {penalty} penalty lam={lam} before pruning",
+        params=dict(sparsity=sparsity, seed=seed, lam=lam, penalty=penalty, beta=beta, epochs=epochs, lr=lr,
+                    batch_size=batch_size, scope=scope, finetune_epochs=finetune_epochs),
+        info=lambda n: {"penalty_final": float(hanson_pratt_penalty(n, penalty, beta=beta).detach())},
+    )
 
-    fit(
-        net.module,
-        data,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        regularizer=lambda m: lam * hanson_pratt_penalty(net, penalty, beta=beta),
-    )
-    set_masks(net, smallest_k_masks(masked_scores(net, magnitude_scores(net)), sparsity, scope))
-    rt = finetune(
-        net,
-        data,
-        epochs=finetune_epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=None if seed is None else seed + 1,
-    )
-    desc = f"trained {epochs} epochs with {penalty} penalty lam={lam} before pruning"
-    return make_report(
-        net,
-        "weight_decay",
-        sparsity,
-        retrained=desc if rt is None else f"{desc}; {rt}",
-        params=dict(
-            sparsity=sparsity,
-            seed=seed,
-            lam=lam,
-            penalty=penalty,
-            beta=beta,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            scope=scope,
-            finetune_epochs=finetune_epochs,
-        ),
-        info={"penalty_final": float(hanson_pratt_penalty(net, penalty, beta=beta).detach())},
-    )
