@@ -44,7 +44,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.
     print(f"[demo] MNIST-1D generated offline: {len(train)} train / {len(test)} test examples")
 
     model = N.mlp(40, [128], 10, seed=seed)
-    fit(model, train, epochs=8 if quick else 30, lr=3e-3, batch_size=128, seed=seed, optimizer="adam",
+    fit(model, train, epochs=8 if quick else 20, lr=3e-3, batch_size=128, seed=seed, optimizer="adam",
         quiet=quick)
     dense = evaluate(model, test)
     print(f"[demo] dense MLP 40-128-10 ({N.count_parameters(model)} parameters): test error {dense.error:.3f}")
