@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
+
 from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.prune import finish, prepare, set_layer
 from prunebound.coresets.sampling import make_generator, sparsify_rows
-from torch import nn
-
 from prunebound.errors import check_probability
 
 __all__ = ["uniform", "magnitude_layerwise", "magnitude_global"]

@@ -29,12 +29,12 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
+
 from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import corenet_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import edge_sensitivity
-from torch import nn
-
 from prunebound.errors import DataError, check_positive
 
 __all__ = ["corenet", "sparsify_layer", "corenet_constants", "delta_hat"]

@@ -19,13 +19,13 @@ Deviation: the paper's universal constant ``c`` is unspecified; it is a paramete
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.pfp import channel_step
 from prunebound.coresets.prune import finish, prepare, require_linear, set_layer
 from prunebound.coresets.sampling import epsilon_sample_size, make_generator
 from prunebound.coresets.sensitivity import neuron_sensitivity_data_independent
-from torch import nn
-
 from prunebound.errors import check_positive
 
 __all__ = ["data_independent"]

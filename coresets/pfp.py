@@ -19,12 +19,12 @@ whose ``m_l`` reaches its number of candidate channels is kept whole.
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.prune import finish, prepare, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import bernstein_sample_size, importance_sample, make_generator
 from prunebound.coresets.sensitivity import channel_sensitivity
-from torch import nn
-
 from prunebound.errors import DataError, InvalidParameterError, check_positive
 
 __all__ = ["pfp", "channel_step"]

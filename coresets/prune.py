@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
-from prunebound.coresets.guarantee import Guarantee
 from torch import nn
 
+from prunebound.coresets.guarantee import Guarantee
 from prunebound.data import Dataset
 from prunebound.errors import (
     DataError,
@@ -159,4 +160,11 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
             lo = mid  # keeps too much: loosen eps
         else:
             hi = mid
+    if abs(best[1].keep_ratio - keep_ratio) > 0.05:
+        warnings.warn(
+            f"coresets.prune({method!r}): keep_ratio={keep_ratio} is not reachable; the closest achieved keep ratio "
+            f"is {best[1].keep_ratio:.3f} (e.g. CoreNet keeps layers on signed inputs dense, and sampling with "
+            f"replacement saturates). Check Guarantee.keep_ratio before using the result.",
+            stacklevel=2,
+        )
     return best

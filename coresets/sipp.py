@@ -20,12 +20,12 @@ on ``eps`` (:func:`prunebound.coresets.prune`). Layers are processed from the in
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import bernstein_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import abs_edge_sensitivity
-from torch import nn
-
 from prunebound.errors import DataError, InvalidParameterError, check_positive
 
 __all__ = ["sipp"]

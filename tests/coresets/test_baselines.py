@@ -1,7 +1,7 @@
 import pytest
 import torch
-from prunebound.coresets.baselines import magnitude_global, magnitude_layerwise, uniform
 
+from prunebound.coresets.baselines import magnitude_global, magnitude_layerwise, uniform
 from prunebound.errors import InvalidParameterError
 from prunebound.network import Network, mlp
 

@@ -3,11 +3,11 @@ import os
 
 import pytest
 import torch
-from prunebound.coresets.corenet import corenet, corenet_constants, delta_hat, sparsify_layer
-from prunebound.coresets.sampling import make_generator
 from scipy import stats
 from torch import nn
 
+from prunebound.coresets.corenet import corenet, corenet_constants, delta_hat, sparsify_layer
+from prunebound.coresets.sampling import make_generator
 from prunebound.errors import DataError, InvalidParameterError, UnsupportedLayerError
 from prunebound.network import Network, conv1d_small, is_pruned, mlp
 from prunebound.testing import binomial_upper_pvalue

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from prunebound.coresets.data_independent import data_independent
 
+from prunebound.coresets.data_independent import data_independent
 from prunebound.errors import UnsupportedLayerError
 from prunebound.network import Network, conv1d_small, mlp
 

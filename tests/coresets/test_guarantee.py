@@ -1,7 +1,6 @@
 import json
 
 from prunebound.coresets import Guarantee, prune
-
 from prunebound.network import mlp
 
 

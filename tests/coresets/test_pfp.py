@@ -2,10 +2,10 @@ import copy
 
 import pytest
 import torch
-from prunebound.coresets.pfp import channel_step, pfp
-from prunebound.coresets.sampling import make_generator
 from scipy import stats
 
+from prunebound.coresets.pfp import channel_step, pfp
+from prunebound.coresets.sampling import make_generator
 from prunebound.errors import InvalidParameterError
 from prunebound.network import Network, conv1d_small, lenet5, mlp
 

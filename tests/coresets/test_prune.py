@@ -1,7 +1,7 @@
 import pytest
 import torch
-from prunebound.coresets import METHODS, prune
 
+from prunebound.coresets import METHODS, prune
 from prunebound.errors import InvalidParameterError
 from prunebound.network import mlp
 

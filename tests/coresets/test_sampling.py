@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from scipy import stats
+
 from prunebound.coresets.sampling import (
     bernstein_sample_size,
     corenet_sample_size,
@@ -11,8 +13,6 @@ from prunebound.coresets.sampling import (
     sparsify_rows,
 )
 from prunebound.coresets.sensitivity import edge_sensitivity
-from scipy import stats
-
 from prunebound.errors import InvalidParameterError
 
 

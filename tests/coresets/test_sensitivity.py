@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from prunebound.coresets.sensitivity import (
     abs_edge_sensitivity,
     channel_sensitivity,
@@ -8,7 +9,6 @@ from prunebound.coresets.sensitivity import (
     edge_sensitivity_naive,
     neuron_sensitivity_data_independent,
 )
-
 from prunebound.errors import DataError, InvalidParameterError
 
 

@@ -2,9 +2,9 @@ import copy
 
 import pytest
 import torch
-from prunebound.coresets.sipp import sipp
 from scipy import stats
 
+from prunebound.coresets.sipp import sipp
 from prunebound.errors import InvalidParameterError, UnsupportedLayerError
 from prunebound.network import Network, conv1d_small, mlp
 
