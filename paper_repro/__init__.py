@@ -32,6 +32,7 @@ EXPERIMENTS: dict[str, str] = {
     "coreset_error": "prunebound.paper_repro.coreset_error",
     "strong_lth_width": "prunebound.paper_repro.strong_lth_width",
     "noise_stability": "prunebound.paper_repro.noise_stability",
+    "ticket_search": "prunebound.paper_repro.ticket_search",
     "bound_comparison": "prunebound.paper_repro.bound_comparison",
 }
 

@@ -9,7 +9,9 @@ from prunebound.subnet_search.construct import (
     measured_width,
     orseau_ticket,
     pensia_ticket,
+    pensia_work,
     required_width,
+    ticket_error,
 )
 from prunebound.subnet_search.planted import (
     PlantedResult,
@@ -31,6 +33,7 @@ from prunebound.subnet_search.subset_sum import (
     lueker_experiment,
     subset_sum_brute_force,
     subset_sum_exact,
+    subset_sum_exact_batched,
     subset_sum_exact_many,
     subset_sum_greedy,
     subset_sum_mip,
@@ -39,9 +42,10 @@ from prunebound.subnet_search.subset_sum import (
 __all__ = [
     "ApproximationError", "approximation_error",
     "Ticket", "construct_ticket", "pensia_ticket", "malach_ticket", "orseau_ticket", "required_width",
-    "measured_width",
+    "measured_width", "pensia_work", "ticket_error",
     "PlantedTask", "PlantedResult", "plant_ticket", "planted_benchmark", "mask_overlap",
     "EdgePopupResult", "GreedySelectionResult", "edge_popup", "greedy_forward_selection", "random_mask",
-    "SubsetSumResult", "LuekerResult", "subset_sum_exact", "subset_sum_exact_many", "subset_sum_brute_force",
+    "SubsetSumResult", "LuekerResult", "subset_sum_exact", "subset_sum_exact_many", "subset_sum_exact_batched",
+    "subset_sum_brute_force",
     "subset_sum_mip", "subset_sum_greedy", "lueker_experiment",
 ]

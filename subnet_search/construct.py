@@ -16,7 +16,9 @@ random
 distribution, in how the subset is chosen and hence in the width needed:
 
 * ``"pensia"`` -- Pensia, Rajput, Nagle, Vishwakarma, Papailiopoulos (2020), "Optimal lottery tickets via
-  SubsetSum", Thm. 1: weights ~ Uniform[-1, 1], *exact* subset sum (:func:`subset_sum_exact_many`), width
+  SubsetSum", Thm. 1: weights ~ Uniform[-1, 1], *exact* subset sum (:func:`subset_sum_exact_batched`, all
+  weights of a layer at once; over a bounded, sign-balanced subset of ``m < n`` candidates per weight when
+  the exact solve over all ``n`` exceeds the work budget -- see :func:`construct_ticket`), width
   ``O(d log(d l / eps))``. We use ``n_i = ceil(PENSIA_C log2(2 P / (delta eps_w)))`` (the ``log2(P/delta)``
   term pays for the union bound: the failure rate of one product subset-sum instance decays only like
   ``2^{-c n}``, because an instance may have few products of the target's sign -- measured, not assumed).
@@ -58,14 +60,24 @@ from torch import nn
 
 from prunebound.errors import InvalidParameterError, check_positive, check_positive_int, check_probability
 from prunebound.network import Network, apply_masks, count_nonzero, count_parameters
-from prunebound.subnet_search.certify import pair_error_matrices, propagate_bound, target_weights
-from prunebound.subnet_search.subset_sum import subset_sum_exact_many
+from prunebound.subnet_search.certify import (
+    ApproximationError,
+    pair_error_matrices,
+    propagate_bound,
+    sample_ball,
+    target_weights,
+)
+from prunebound.subnet_search.subset_sum import MAX_EXACT_N, subset_sum_exact, subset_sum_exact_batched
 
 __all__ = ["Ticket", "construct_ticket", "measured_width", "WidthRow", "pensia_ticket", "malach_ticket",
-           "orseau_ticket", "required_width", "per_weight_tolerance", "PENSIA_C", "ORSEAU_C"]
+           "orseau_ticket", "required_width", "per_weight_tolerance", "pensia_work", "ticket_error",
+           "PENSIA_C", "ORSEAU_C", "PENSIA_MAX_WORK"]
 
 PENSIA_C = 1.0
 ORSEAU_C = 4.0
+#: Default budget of the Pensia subset-sum solve: total meet-in-the-middle list length
+#: ``sum_i P_i (2^{floor(n/2)} + 2^{ceil(n/2)})`` (about 20 s on one core at the default).
+PENSIA_MAX_WORK = 1 << 30
 _METHODS = ("pensia", "malach", "orseau")
 
 
@@ -76,7 +88,10 @@ class Ticket:
     ``module``: ``nn.Sequential`` of ``2 l`` bias-free Linear layers (float64) with ``torch.nn.utils.prune``
     masks; ``n_per_sign[i]``: random neurons per sign per input coordinate for target layer ``i``;
     ``hidden_widths[i] = 2 n_i d_{i-1}``; ``certified_error``: the analytic sup-error (certify.py);
-    ``width_formula``: the formula that gave ``n_i``."""
+    ``width_formula``: the formula that gave ``n_i``; ``n_theory``: the formula's ``n`` (differs from
+    ``n_per_sign`` only when ``n`` was given); ``width_mode`` (Pensia): ``"exact"`` (subset sum over all
+    ``n`` candidates) or ``"bounded"`` (over ``candidates`` of them, see :func:`construct_ticket`);
+    ``solver``: the Pensia subset-sum route."""
 
     module: nn.Module
     method: str
@@ -95,6 +110,10 @@ class Ticket:
     attempts: int
     seed: int | None
     seconds: float
+    n_theory: int = 0
+    width_mode: str = "formula"
+    candidates: int = 0
+    solver: str = ""
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
@@ -155,10 +174,56 @@ def _draw(method: str, shape: tuple[int, ...], g: torch.Generator, alpha: float,
     return sign * u
 
 
-def _select(method: str, vals: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+def _candidate_positions(vals: np.ndarray, m: int) -> np.ndarray:
+    """Column indices ``(P, m)`` of the candidates kept for the bounded subset sum: per row, ``k = m/2``
+    candidates of each sign (``>= 0`` / ``< 0``; moved to the other sign when one has fewer), at evenly
+    spaced magnitude ranks within the sign (the smallest, the largest, and a ladder in between). Balancing the
+    signs removes the ``2^{-m}`` event "every candidate has the wrong sign" that dominates the worst error of
+    ``m`` arbitrary candidates; the magnitude ladder keeps every target in reach while the small values make
+    the subset sums dense. One ``argsort`` per row; ``m <= n``."""
+    P, n = vals.shape
+    pos = vals >= 0
+    npos = pos.sum(1)[:, None]
+    nneg = n - npos
+    kp = np.minimum(npos, np.maximum(m // 2, m - nneg))
+    kn = m - kp
+    order = np.argsort(np.where(pos, np.abs(vals), 2.0 + np.abs(vals)), axis=1, kind="stable")
+    j = np.arange(m)[None, :]
+    rp = np.rint(j / np.maximum(kp - 1, 1) * (npos - 1))  # j-th of kp ranks spread over [0, npos - 1]
+    rn = npos + np.rint((j - kp) / np.maximum(kn - 1, 1) * (nneg - 1))
+    at = np.where(j < kp, rp, rn).astype(np.int64)
+    return np.take_along_axis(order, at, axis=1)
+
+
+def _pensia_select(vals: np.ndarray, tgt: np.ndarray, *, m: int | None = None, solver: str = "batched",
+                   workers: int = 1) -> np.ndarray:
+    """Exact subset sum per row over all ``n`` candidates (``m is None or m >= n``) or over the ``m`` chosen
+    by :func:`_candidate_positions`: ``"batched"`` (:func:`subset_sum_exact_batched`, all rows at once) or
+    ``"per_weight"`` (:func:`subset_sum_exact` row by row; the reference route, slow)."""
+    P, n = vals.shape
+    if m is None or m >= n:
+        cols, sub = None, vals
+    else:
+        cols = _candidate_positions(vals, m)
+        sub = np.take_along_axis(vals, cols, axis=1)
+    if solver == "batched":
+        sel = subset_sum_exact_batched(sub, tgt, workers=workers).masks
+    elif solver == "per_weight":
+        sel = np.stack([subset_sum_exact(sub[i], tgt[i]).masks[0] for i in range(P)])
+    else:
+        raise InvalidParameterError(f"solver must be 'batched' or 'per_weight'; got {solver!r}")
+    if cols is None:
+        return sel
+    out = np.zeros((P, n), dtype=bool)
+    np.put_along_axis(out, cols, sel, axis=1)
+    return out
+
+
+def _select(method: str, vals: np.ndarray, tgt: np.ndarray, *, m: int | None = None, solver: str = "batched",
+            workers: int = 1) -> np.ndarray:
     """Boolean masks (P, n) choosing a subset of each row of ``vals`` to approximate ``tgt``."""
     if method == "pensia":
-        return subset_sum_exact_many(vals, tgt).masks
+        return _pensia_select(vals, tgt, m=m, solver=solver, workers=workers)
     if method == "malach":
         j = np.abs(vals - tgt[:, None]).argmin(axis=1)
         out = np.zeros(vals.shape, dtype=bool)
@@ -180,7 +245,8 @@ def _select(method: str, vals: np.ndarray, tgt: np.ndarray) -> np.ndarray:
     return masks
 
 
-def _build_once(method: str, ws: list[torch.Tensor], ns: list[int], g: torch.Generator, alpha: float):
+def _build_once(method: str, ws: list[torch.Tensor], ns: list[int], g: torch.Generator, alpha: float, *,
+                m: int | None = None, solver: str = "batched", workers: int = 1):
     layers: list[nn.Module] = []
     masks: list[torch.Tensor] = []
     max_err = 0.0
@@ -201,7 +267,7 @@ def _build_once(method: str, ws: list[torch.Tensor], ns: list[int], g: torch.Gen
         vv = v.reshape(d_out, d_in, 2, n)
         vals = (a[None] * vv).numpy()  # (d_out, d_in, 2, n)
         tg = np.stack([w.numpy(), -w.numpy()], axis=-1)  # (d_out, d_in, 2)
-        sel = _select(method, vals.reshape(-1, n), tg.reshape(-1))
+        sel = _select(method, vals.reshape(-1, n), tg.reshape(-1), m=m, solver=solver, workers=workers)
         mask_v = torch.from_numpy(sel.reshape(d_out, h).astype(np.float64))
         approx = (vals.reshape(-1, n) * sel).sum(1)
         max_err = max(max_err, float(np.abs(approx - tg.reshape(-1)).max()))
@@ -220,9 +286,46 @@ def _build_once(method: str, ws: list[torch.Tensor], ns: list[int], g: torch.Gen
     return module, max_err, n_random
 
 
+def pensia_work(ws: list[torch.Tensor], m: int) -> int:
+    """Meet-in-the-middle list length of the Pensia solve with ``m`` candidates per weight and sign:
+    ``sum_i 2 |W_i| (2^{floor(m/2)} + 2^{ceil(m/2)})`` (time is proportional to it)."""
+    return sum(2 * w.numel() for w in ws) * ((1 << (m // 2)) + (1 << (m - m // 2)))
+
+
+def _pilot_candidates(ws: list[torch.Tensor], *, n: int, eps: float, radius: float, m_max: int,
+                      seed: int | None, n_pilot: int = 4096, margin: float = 1.25) -> int:
+    """Smallest ``m <= m_max`` whose *predicted* certificate is ``<= eps / margin``, from a pilot: per
+    target layer, ``n_pilot`` instances with the construction's distribution (targets ``±w`` at random
+    entries, ``n`` candidates ``|u| v``, ``u, v ~ U[-1, 1]``, the ``m`` of :func:`_candidate_positions`)
+    solved exactly; the error matrix ``D_i`` (entries ``>= 0`` with mean ``mu``, standard deviation ``s``)
+    is predicted as ``||D_i||_2 ~ mu sqrt(2 d_i d_{i-1}) + s (sqrt(d_i) + sqrt(2 d_{i-1}))`` (rank-one mean
+    part plus the Bai-Yin edge of the fluctuation). A starting point only: the certificate of the real
+    draw is always computed, and ``m`` grows if it fails."""
+    rng = np.random.default_rng(10_007 + (0 if seed is None else int(seed)))
+    wn = [float(torch.linalg.matrix_norm(w, ord=2)) for w in ws]
+    insts = []
+    for w in ws:
+        wf = w.reshape(-1).numpy()
+        k = min(n_pilot, 2 * wf.size)
+        tg = wf[rng.integers(0, wf.size, k)] * rng.choice([-1.0, 1.0], k)
+        insts.append((tg, rng.uniform(0, 1, (k, n)) * rng.uniform(-1, 1, (k, n))))
+    for m in range(2, m_max + 1):
+        pred = []
+        for w, (tg, vals) in zip(ws, insts):
+            sel = _pensia_select(vals, tg, m=m)
+            err = np.abs((vals * sel).sum(1) - tg)
+            d_out, d_in = w.shape
+            pred.append(err.mean() * math.sqrt(2 * d_out * d_in)
+                        + err.std() * (math.sqrt(d_out) + math.sqrt(2 * d_in)))
+        if propagate_bound(wn, pred, radius)[-1] * margin <= eps:
+            return m
+    return m_max
+
+
 def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, radius: float = 1.0,
                      delta: float = 0.05, seed: int | None = 0, max_attempts: int = 5,
-                     n: int | None = None) -> Ticket:
+                     n: int | None = None, solver: str = "batched", max_work: int = PENSIA_MAX_WORK,
+                     workers: int = 1) -> Ticket:
     """Build a random network and a mask whose subnetwork is within ``eps`` (Euclidean norm of the output
     error) of ``target`` on ``{||x||_2 <= radius}``, with an analytic certificate.
 
@@ -230,6 +333,18 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
     draw (enters the width). ``n``: override the formula's neurons per sign (used to *measure* the width
     needed, see :func:`measured_width`). Raises :class:`InvalidParameterError` if ``max_attempts`` draws all
     fail.
+
+    Pensia only: ``solver`` -- ``"batched"`` (every weight of a layer in one vectorised meet-in-the-middle,
+    :func:`subset_sum_exact_batched`) or ``"per_weight"`` (:func:`subset_sum_exact` per weight, the
+    reference route; same optimum). The random network always has the formula's (or the given) width ``n``.
+    If the exact subset sum over all ``n`` candidates exceeds ``max_work`` (:func:`pensia_work`; e.g.
+    LeNet-300-100 at ``eps = 0.01``: ``n = 41``, ``2^{20.5}`` sums per weight), each weight's subset sum is
+    solved exactly over ``m < n`` of its candidates (:func:`_candidate_positions`; ``width_mode =
+    "bounded"``, ``Ticket.candidates = m``): any subset of the candidates is a valid subnetwork, and the
+    certificate is computed from the achieved errors of the actual draw, so a bounded ticket is certified
+    exactly like an exact one. ``m`` starts at the pilot's prediction (:func:`_pilot_candidates`) and grows
+    by one per failed draw, up to the largest ``m`` within ``max_work``. ``workers``: threads of the batched
+    solver.
     """
     if method not in _METHODS:
         raise InvalidParameterError(f"method must be one of {_METHODS}; got {method!r}")
@@ -237,26 +352,34 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
     delta = check_probability("delta", delta)
     radius = check_positive("radius", radius)
     max_attempts = check_positive_int("max_attempts", max_attempts)
+    max_work = check_positive_int("max_work", max_work)
+    workers = check_positive_int("workers", workers)
+    if solver not in ("batched", "per_weight"):
+        raise InvalidParameterError(f"solver must be 'batched' or 'per_weight'; got {solver!r}")
     t0 = time.perf_counter()
     ws = target_weights(target)
     eps_w = per_weight_tolerance(ws, eps, radius)
     n_problems = sum(2 * w.numel() for w in ws)
     w_max = max(float(w.abs().max()) for w in ws)
     formula = _FORMULAS[method]
+    n_theory = required_width(method, eps_w=eps_w, n_problems=n_problems, delta=delta, w_max=w_max)
     if n is None:
-        n = required_width(method, eps_w=eps_w, n_problems=n_problems, delta=delta, w_max=w_max)
+        n = n_theory
     else:
         n = check_positive_int("n", n)
         formula = "given"
-    if method == "pensia" and n > 30:
-        raise InvalidParameterError(
-            f"pensia construction needs n={n} > 30 neurons per sign for eps_w={eps_w:.3g}; exact subset sum "
-            "over more values is out of reach -- increase eps or use method='orseau'"
-        )
+    m, m_max, mode = n, n, "exact"
+    if method == "pensia" and (n > MAX_EXACT_N or pensia_work(ws, n) > max_work):
+        m_max = min(n - 1, MAX_EXACT_N)
+        while m_max > 2 and pensia_work(ws, m_max) > max_work:
+            m_max -= 1
+        m = _pilot_candidates(ws, n=n, eps=eps, radius=radius, m_max=m_max, seed=seed)
+        mode = "bounded"
     ns = [n] * len(ws)
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
     for attempt in range(1, max_attempts + 1):  # noqa: B007
-        module, max_err, n_random = _build_once(method, ws, ns, g, alpha=eps_w)
+        module, max_err, n_random = _build_once(method, ws, ns, g, alpha=eps_w, m=m, solver=solver,
+                                                workers=workers)
         tl = Network.from_module(module).layers
         d_norms, w_norms = [], []
         for i, w in enumerate(ws):
@@ -267,15 +390,99 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
         cert = propagate_bound(w_norms, d_norms, radius)[-1]
         if cert <= eps:
             break
-    else:
+        if mode == "bounded":
+            if m >= m_max:
+                break
+            m += 1
+            del module, tl
+    if cert > eps:
         raise InvalidParameterError(
-            f"{method} construction did not reach eps={eps} in {max_attempts} draws "
-            f"(last certificate {cert:.4g})"
+            f"{method} construction did not reach eps={eps} in {attempt} draws (last certificate {cert:.4g}, "
+            f"n={n} per sign, subset sums over m={m} candidates)"
         )
     widths = (ws[0].shape[1],) + tuple(w.shape[0] for w in ws)
     return Ticket(module, method, eps, delta, radius, widths, tuple(ns),
                   tuple(2 * ns[i] * ws[i].shape[1] for i in range(len(ws))), eps_w, max_err, cert, n_random,
-                  count_nonzero(module), formula, attempt, seed, time.perf_counter() - t0)
+                  count_nonzero(module), formula, attempt, seed, time.perf_counter() - t0, n_theory,
+                  mode if method == "pensia" else "formula", m if method == "pensia" else 0,
+                  solver if method == "pensia" else "")
+
+
+def ticket_error(target: nn.Module | Network, ticket: Ticket | nn.Module, radius: float | None = None, *,
+                 n_samples: int = 100_000, seed: int | None = 0, n_dense: int = 256) -> ApproximationError:
+    """:func:`~prunebound.subnet_search.certify.approximation_error` for large tickets: the same analytic
+    certificate and the same sample points (:func:`sample_ball`), but the empirical error is evaluated
+    through the *collapsed* pairs ``g_i(x) = P_i x^+ + N_i x^-`` (``P_i = V_i U_i^+``, ``N_i = V_i
+    (-U_i)^+``, exact when each hidden neuron of ``U_i`` sees one input), which costs as much as the target.
+    The collapsed forward is first checked against the dense masked forward of the ticket on the first
+    ``n_dense`` sample points (relative ``1e-9``); a mismatch raises. Equal to ``approximation_error``
+    (to rounding) on tickets small enough for both.
+    """
+    module = getattr(ticket, "module", ticket)
+    if radius is None:
+        radius = getattr(ticket, "radius", None)
+        if radius is None:
+            raise InvalidParameterError("radius is required when ticket is a plain module")
+    radius = check_positive("radius", radius)
+    n_samples = check_positive_int("n_samples", n_samples)
+    n_dense = check_positive_int("n_dense", n_dense, minimum=0)
+    ws = target_weights(target)
+    tl = Network.from_module(module).layers
+    if len(tl) != 2 * len(ws):
+        raise InvalidParameterError(f"ticket has {len(tl)} weighted layers; expected {2 * len(ws)}")
+    pos, neg, d_norms, w_norms = [], [], [], []
+    for i, w in enumerate(ws):
+        u = tl[2 * i].weight_matrix().detach().to(torch.float64)
+        v = tl[2 * i + 1].weight_matrix().detach().to(torch.float64)
+        d = pair_error_matrices(u, v, w)  # also checks one input per hidden neuron
+        p_i, n_i = v @ u.clamp(min=0), v @ (-u).clamp(min=0)
+        pos.append(p_i)
+        neg.append(n_i)
+        d_norms.append(float(torch.linalg.matrix_norm(d, ord=2)))
+        w_norms.append(float(torch.linalg.matrix_norm(w, ord=2)))
+    per = propagate_bound(w_norms, d_norms, radius)
+
+    def collapsed(x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i in range(len(ws)):
+            h = h.clamp(min=0) @ pos[i].T + (-h).clamp(min=0) @ neg[i].T
+            if i < len(ws) - 1:
+                h = h.clamp(min=0)
+        return h
+
+    def target_fwd(x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, w in enumerate(ws):
+            h = h @ w.T
+            if i < len(ws) - 1:
+                h = h.clamp(min=0)
+        return h
+
+    x = sample_ball(n_samples, ws[0].shape[1], radius, seed)
+    if n_dense:
+        xd = x[:n_dense]
+        with torch.no_grad():
+            dense = _dense_forward(tl, xd)
+        ref = collapsed(xd)
+        if float((dense - ref).abs().max()) > 1e-9 * max(1.0, float(ref.abs().max())):
+            raise InvalidParameterError("collapsed ticket forward disagrees with the dense forward")
+    emp = 0.0
+    for s in range(0, n_samples, 8192):
+        xs = x[s : s + 8192]
+        emp = max(emp, float((target_fwd(xs) - collapsed(xs)).norm(dim=1).max()))
+    analytic = per[-1] * (1 + 1e-12) + 1e-14 * float(np.prod(w_norms)) * radius
+    return ApproximationError(analytic, emp, tuple(per), tuple(d_norms), radius, n_samples, seed)
+
+
+def _dense_forward(layers, x: torch.Tensor) -> torch.Tensor:
+    """The masked ticket's forward in float64 from its effective weights (ReLU after every layer but the
+    last)."""
+    h = x
+    for i, ly in enumerate(layers):
+        h = h @ ly.weight_matrix().detach().to(torch.float64).T
+        if i < len(layers) - 1:
+            h = h.clamp(min=0)
+    return h
 
 
 def pensia_ticket(target, *, eps: float, radius: float = 1.0, delta: float = 0.05,

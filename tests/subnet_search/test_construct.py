@@ -1,16 +1,25 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from prunebound.errors import InvalidParameterError, UnsupportedLayerError
+from prunebound.errors import DataError, InvalidParameterError, UnsupportedLayerError
 from prunebound.network import Network, mlp, sparsity
 from prunebound.subnet_search.certify import approximation_error, target_weights
 from prunebound.subnet_search.construct import (
+    _candidate_positions,
     construct_ticket,
     measured_width,
+    pensia_work,
     per_weight_tolerance,
     required_width,
+    ticket_error,
+)
+from prunebound.subnet_search.subset_sum import (
+    subset_sum_brute_force,
+    subset_sum_exact,
+    subset_sum_exact_batched,
 )
 
 
@@ -110,3 +119,110 @@ def test_measured_width_below_theory(target):
     grow_p = rows["pensia", 0.05].measured_n / rows["pensia", 0.2].measured_n
     grow_m = rows["malach", 0.05].measured_n / rows["malach", 0.2].measured_n
     assert grow_p < 1.6 < 2.5 < grow_m
+
+
+# ---------------------------------------------------------------------- batched / bounded Pensia solve
+
+
+@pytest.mark.parametrize("n,n_use", [(9, None), (16, 11), (20, 20)])
+def test_batched_solver_equals_per_row_exact(n, n_use):
+    rng = np.random.default_rng(n)
+    vals = rng.uniform(0, 1, (150, n)) * rng.uniform(-1, 1, (150, n))
+    tg = rng.uniform(-0.5, 0.5, 150)
+    r = subset_sum_exact_batched(vals, tg, n_use=n_use, chunk=2048, workers=2)
+    m = n if n_use is None else n_use
+    assert not r.masks[:, m:].any()
+    np.testing.assert_allclose(r.sums, np.where(r.masks, vals, 0).sum(1), atol=1e-15)
+    for i in range(150):
+        ref = subset_sum_exact(vals[i, :m], tg[i])
+        assert abs(r.errors[i] - ref.errors[0]) <= 1e-12
+    if m <= 12:  # and brute force over all subsets
+        bf = np.array([subset_sum_brute_force(vals[i, :m], tg[i]).errors[0] for i in range(150)])
+        np.testing.assert_allclose(r.errors, bf, atol=1e-12)
+
+
+def test_batched_solver_validates():
+    with pytest.raises(InvalidParameterError):
+        subset_sum_exact_batched(np.ones((2, 3)), [0.0, 0.0], n_use=4)
+    with pytest.raises(DataError):
+        subset_sum_exact_batched(np.ones((2, 3)), [0.0])
+    with pytest.raises(DataError):
+        subset_sum_exact_batched(np.full((2, 3), np.nan), [0.0, 1.0])
+
+
+def test_candidate_positions_balanced_ladder():
+    rng = np.random.default_rng(3)
+    vals = rng.uniform(-1, 1, (500, 30))
+    vals[0] = np.abs(vals[0])  # a row with one sign only
+    m = 10
+    cols = _candidate_positions(vals, m)
+    for i in range(500):
+        c = cols[i]
+        assert len(set(c.tolist())) == m
+        v = vals[i]
+        pos, neg = v[c][v[c] >= 0], v[c][v[c] < 0]
+        n_pos = int((v >= 0).sum())
+        assert len(pos) == min(n_pos, max(m // 2, m - (30 - n_pos)))
+        if len(pos) >= 2:  # the smallest and the largest candidate of each sign are kept
+            assert pos.min() == v[v >= 0].min() and pos.max() == v[v >= 0].max()
+        if len(neg) >= 2:
+            assert neg.max() == v[v < 0].max() and neg.min() == v[v < 0].min()
+
+
+@pytest.fixture(scope="module")
+def small_bounded():
+    """A 6-10-4 target; max_work forces the bounded solve (m < n); both routes on the same draw."""
+    t = mlp(6, [10], 4, bias=False, seed=0)
+    ws = target_weights(t)
+    kw = dict(method="pensia", eps=0.05, seed=1, max_work=pensia_work(ws, 12))
+    return t, construct_ticket(t, solver="batched", **kw), construct_ticket(t, solver="per_weight", **kw)
+
+
+def test_bounded_batched_route_equals_per_weight_route(small_bounded):
+    t, tb, tp = small_bounded
+    assert tb.width_mode == tp.width_mode == "bounded"
+    assert tb.candidates == tp.candidates < tb.n_per_sign[0] == tb.n_theory
+    assert (tb.solver, tp.solver) == ("batched", "per_weight")
+    nb, np_ = Network.from_module(tb.module), Network.from_module(tp.module)
+    for a, b in zip(nb.layers, np_.layers):
+        assert torch.equal(a.mask, b.mask)  # same subsets chosen for every weight
+        assert torch.equal(a.weight, b.weight)
+    assert tb.certified_error == pytest.approx(tp.certified_error, rel=1e-12)
+    assert tb.max_weight_error == pytest.approx(tp.max_weight_error, rel=1e-12)
+    # each kept V weight belongs to at most `candidates` per (output, input, sign) instance
+    v = nb.layers[1].mask.reshape(10, 6, 2, tb.n_per_sign[0])
+    assert int(v.sum(-1).max()) <= tb.candidates
+
+
+def test_bounded_ticket_certified_on_ball(small_bounded):
+    t, tb, _ = small_bounded
+    ae = approximation_error(t, tb, n_samples=100_000, seed=5)
+    assert ae.n_samples >= 100_000
+    assert 0 < ae.empirical <= ae.analytic <= tb.eps
+    assert abs(ae.analytic - tb.certified_error) <= 1e-9
+    # the collapsed evaluation route agrees with the dense one on the same points
+    fe = ticket_error(t, tb, n_samples=100_000, seed=5)
+    assert fe.analytic == pytest.approx(ae.analytic, rel=1e-12)
+    assert fe.empirical == pytest.approx(ae.empirical, rel=1e-9)
+
+
+def test_bounded_needs_fewer_candidates_than_exact_width():
+    t = mlp(6, [10], 4, bias=False, seed=0)
+    ws = target_weights(t)
+    tk = construct_ticket(t, method="pensia", eps=0.05, seed=1)
+    assert tk.width_mode == "exact" and tk.candidates == tk.n_per_sign[0] == tk.n_theory
+    assert pensia_work(ws, 12) < pensia_work(ws, tk.n_theory)
+    with pytest.raises(InvalidParameterError):  # too small a budget cannot certify eps
+        construct_ticket(t, method="pensia", eps=0.005, seed=1, max_work=pensia_work(ws, 4), max_attempts=2)
+
+
+def test_ticket_error_detects_a_broken_ticket(small_bounded):
+    from prunebound.network import clone
+
+    t, tb, _ = small_bounded
+    bad = clone(tb.module)
+    layer = Network.from_module(bad).layers[0]
+    with torch.no_grad():  # a hidden neuron that sees two inputs breaks the collapsed identity
+        layer.module.weight_mask[0, :] = 1.0
+    with pytest.raises(UnsupportedLayerError):
+        ticket_error(t, bad, radius=1.0, n_samples=1000)
