@@ -1,37 +1,56 @@
-"""Pruning methods vs sparsity: test error of a trained MLP after one-shot pruning, mean ± std over seeds.
+"""Pruning methods vs sparsity: test error of every classic and provable method, mean ± std over seeds.
 
-The classic comparison of Han et al. (2015, "Learning both weights and connections") and Blalock et al.
-(2020, "What is the state of neural network pruning?", Fig. 3 style): train a dense network, remove the
-fraction ``s`` of weights chosen by each method, optionally fine-tune, and report test error against ``s``.
+The comparison of Han et al. (2015, "Learning both weights and connections") and Blalock et al. (2020, "What
+is the state of neural network pruning?", Fig. 3 style) for issue 7: one network architecture (the
+LeNet-300-100 shape ``d_in-300-100-10``, :func:`prunebound.network.lenet300_100`, in the full preset; MNIST-1D),
+every method of :data:`prunebound.pruning.REGISTRY` and the provable samplers of :mod:`prunebound.coresets`,
+each asked for the same sparsities ``s`` (fraction of *weights* removed; biases are never pruned), and the
+test error of the result against the measured sparsity.
 
-Methods (weights only, biases are never pruned).  Implemented here, as the reference:
+Protocol (one trial = one method and one seed; the seed fixes the initialisation ``theta_0``, the SGD order
+and every random choice of the method):
 
-* ``magnitude_global`` -- keep the ``(1-s)·W`` weights of largest ``|w|`` over all layers together;
-* ``magnitude_layerwise`` -- keep the ``(1-s)`` fraction of largest ``|w|`` within each layer;
-* ``random`` -- keep a uniformly random ``(1-s)`` fraction within each layer (the baseline).
+* the dense network is ``theta_0`` trained for ``epochs`` epochs (the dashed reference line);
+* methods that *prune a trained network* (``random``, ``magnitude*``, ``deep_compression``, ``obd``, ``apoz``,
+  ``neuron_merging``, ``lasso_channel`` and the coreset methods) start from it, and then fine-tune the
+  surviving weights for ``finetune_epochs`` epochs at the lower learning rate ``finetune_lr`` with the mask
+  fixed -- through the method's own retraining argument where it has one (Han et al.'s retraining, APoZ's warm
+  start, ...), otherwise by :func:`prunebound.train.fit` after pruning. (At the training learning rate the
+  reweighted networks of the coreset samplers, whose kept weights are scaled up by ``1 / (m q)``, diverge
+  during fine-tuning.);
+* methods defined *from initialisation* follow their papers: ``snip`` (Lee et al. 2019: saliency at
+  ``theta_0``, then the sparse net is trained ``epochs`` epochs), ``rigl`` (Evci et al. 2020: sparse training
+  from ``theta_0`` for ``epochs``), ``lottery`` (Frankle & Carbin 2019: ``rounds`` rounds of IMP of
+  ``epochs`` each, survivors reset to ``theta_0``, the final ticket trained ``epochs``), ``weight_decay``
+  (Hanson & Pratt 1989) and ``transformed_l1`` (Ma et al. 2019): trained ``epochs`` from ``theta_0`` with
+  their penalty (learning rate ``lr`` throughout), then thresholded and fine-tuned ``finetune_epochs``.
 
-From :mod:`prunebound.pruning` (``prunebound.pruning.prune(model, train, method=..., sparsity=s,
-epochs=finetune_epochs)``):
+Structured methods (``apoz``, ``neuron_merging``, ``lasso_channel``) remove a fraction ``u`` of the neurons of
+every hidden layer; ``u`` is chosen by :func:`unit_sparsity_for` so that the resulting *weight* sparsity is the
+closest achievable to ``s`` (removing a neuron removes its row and the next layer's column). Coreset methods
+(``corenet``, ``sipp``, ``pfp``, ``data_independent``, ``uniform``) are called as
+``prunebound.coresets.prune(model, train, method=..., keep_ratio=1 - s)`` (``eps`` found by bisection; at
+``s = 0`` the dense network itself, which every coreset method returns exactly when it keeps every weight).
 
-* ``magnitude_std`` -- Han et al. (2015)'s rule ``|w| < q·std(W_l)`` with one ``q`` hitting ``s``;
-* ``snip`` -- connection sensitivity ``|g ⊙ w|`` on one mini-batch (Lee et al. 2019), here on the trained net;
-* ``obd`` -- Optimal Brain Damage saliency ``h_ii w_i^2 / 2`` (LeCun et al. 1990).
-
-Exactly ``round(s · n)`` weights are removed (ties in ``|w|`` broken by ``torch.topk``'s order), so the
-measured sparsity equals the requested one up to rounding.  Masks go through
-:func:`prunebound.network.apply_masks`, so the pruned model is an ordinary ``torch.nn.utils.prune`` model.
+The x position of a point is the *measured* sparsity (mean over seeds): unstructured classic methods meet
+``s`` to the weight, structured ones up to one neuron, coreset samplers up to the bisection's resolution --
+and CoreNet keeps the first layer dense when its inputs are signed (MNIST-1D; see
+:mod:`prunebound.coresets.corenet`), so its sparsity saturates (at ~0.72 for LeNet-300-100 on MNIST-1D).
+The CSV lists requested and measured sparsity for every point.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from prunebound.data import digits, mnist1d
 from prunebound.errors import InvalidParameterError
-from prunebound.network import Network, apply_masks, mlp, sparsity
+from prunebound.network import Network, masks_of, mlp, sparsity
 from prunebound.paper_repro._base import (
     check_config,
     config_dict,
@@ -41,26 +60,49 @@ from prunebound.paper_repro._base import (
     summary,
     write_outputs,
 )
-from prunebound.plotting import line_with_band, new_figure, styled
+from prunebound.plotting import MARKERS, OKABE_ITO, PAGE_WIDTH, new_figure, styled
 from prunebound.train import evaluate, fit
 
 NAME = "pruning_vs_sparsity"
 TITLE = "Pruning methods vs sparsity (test error, mean ± std over seeds)"
-LOCAL_METHODS = ("magnitude_global", "magnitude_layerwise", "random")
-#: method name -> (prunebound.pruning registry name, extra keyword arguments)
-LIBRARY_METHODS: dict[str, tuple[str, dict]] = {
-    "magnitude_std": ("magnitude", {"scope": "std"}),
+
+#: classic methods: experiment name -> (prunebound.pruning registry name, fixed keyword arguments)
+CLASSIC: dict[str, tuple[str, dict]] = {
+    "random": ("random", {"scope": "layer"}),
+    "magnitude": ("magnitude", {"scope": "std"}),
+    "magnitude_global": ("magnitude", {"scope": "global"}),
+    "magnitude_layerwise": ("magnitude", {"scope": "layer"}),
+    "weight_decay": ("weight_decay", {}),
+    "lottery": ("lottery", {}),
+    "deep_compression": ("deep_compression", {}),
+    "obd": ("obd", {}),
+    "apoz": ("apoz", {}),
+    "neuron_merging": ("neuron_merging", {}),
+    "lasso_channel": ("lasso_channel", {}),
     "snip": ("snip", {}),
-    "obd": ("obd", {"n_hessian": 1000}),
+    "rigl": ("rigl", {}),
+    "transformed_l1": ("transformed_l1", {}),
 }
-METHODS = LOCAL_METHODS + tuple(LIBRARY_METHODS)
+#: provable samplers of prunebound.coresets (called with keep_ratio = 1 - sparsity)
+CORESET = ("corenet", "sipp", "pfp", "data_independent", "uniform")
+METHODS = tuple(CLASSIC) + CORESET
+#: every registry method once (magnitude with Han et al.'s std rule), then the coreset methods
+ALL_METHODS = ("random", "magnitude", "weight_decay", "lottery", "deep_compression", "obd", "apoz",
+               "neuron_merging", "lasso_channel", "snip", "rigl", "transformed_l1") + CORESET
+#: methods that start from the initialisation theta_0 (see the module docstring)
+FROM_INIT = frozenset({"snip", "rigl", "lottery", "weight_decay", "transformed_l1"})
+#: structured methods: the requested weight sparsity is converted to a neuron fraction
+STRUCTURED = frozenset({"apoz", "neuron_merging", "lasso_channel"})
 
 
 @dataclass(frozen=True)
 class Config:
     """``dataset``: ``"digits"`` or ``"mnist1d"`` (``n_samples`` examples); an MLP ``d_in-widths-10`` trained
-    with SGD for ``epochs``; each sparsity in ``sparsities`` evaluated for every method and seed, after
-    ``finetune_epochs`` of fine-tuning with the mask fixed."""
+    with SGD (``lr``, ``batch_size``) for ``epochs``; every method in ``methods`` (names of :data:`METHODS`)
+    at every sparsity in ``sparsities`` and seed in ``seeds``, fine-tuned ``finetune_epochs`` at learning rate
+    ``finetune_lr`` (see the module docstring). ``rounds``: IMP rounds of ``lottery``; ``n_hessian``:
+    examples for OBD's Hessian diagonal; ``delta`` and ``iters``: failure probability and bisection steps of
+    the coreset methods."""
 
     dataset: str = "digits"
     n_samples: int = 4000
@@ -69,9 +111,14 @@ class Config:
     lr: float = 0.05
     batch_size: int = 64
     finetune_epochs: int = 0
-    sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-    methods: tuple[str, ...] = ("magnitude_global", "magnitude_layerwise", "magnitude_std", "snip", "random")
-    seeds: tuple[int, ...] = (0, 1, 2)
+    finetune_lr: float = 0.01
+    sparsities: tuple[float, ...] = (0.5, 0.8, 0.95)
+    methods: tuple[str, ...] = ("magnitude_global", "magnitude", "snip", "neuron_merging", "corenet", "random")
+    seeds: tuple[int, ...] = (0, 1)
+    rounds: int = 3
+    n_hessian: int = 256
+    delta: float = 0.1
+    iters: int = 12
 
     @classmethod
     def quick(cls) -> Config:
@@ -79,9 +126,8 @@ class Config:
 
     @classmethod
     def full(cls) -> Config:
-        return cls(dataset="mnist1d", n_samples=4000, widths=(300, 100), epochs=60, finetune_epochs=5,
-                   sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995), methods=METHODS,
-                   seeds=tuple(range(5)))
+        return cls(dataset="mnist1d", n_samples=4000, widths=(300, 100), epochs=40, finetune_epochs=10,
+                   sparsities=(0.5, 0.7, 0.8, 0.9, 0.95), methods=ALL_METHODS, seeds=(0, 1, 2), iters=20)
 
     def to_dict(self) -> dict:
         return config_dict(self)
@@ -95,77 +141,149 @@ def trials(config: Config) -> list[dict]:
     for s in config.sparsities:
         if not 0.0 <= s < 1.0:
             raise InvalidParameterError(f"sparsities must lie in [0, 1), got {s}")
+    if config.dataset not in ("digits", "mnist1d"):
+        raise InvalidParameterError(f"dataset must be 'digits' or 'mnist1d', got {config.dataset!r}")
     base = {k: v for k, v in config_dict(config).items() if k not in ("methods", "seeds")}
     return [{"experiment": NAME, **base, "method": m, "seed": s}
             for s in config.seeds for m in config.methods]
 
 
-def _data(t: dict):
-    if t["dataset"] == "digits":
+@functools.lru_cache(maxsize=2)
+def _data(dataset: str, n_samples: int):
+    if dataset == "digits":
         return digits(seed=0)
-    if t["dataset"] == "mnist1d":
-        return mnist1d(int(t["n_samples"]), seed=0)
-    raise InvalidParameterError(f"dataset must be 'digits' or 'mnist1d', got {t['dataset']!r}")
+    if dataset == "mnist1d":
+        return mnist1d(int(n_samples), seed=0)
+    raise InvalidParameterError(f"dataset must be 'digits' or 'mnist1d', got {dataset!r}")
+
+
+@functools.lru_cache(maxsize=4)
+def _dense_state(dataset: str, n_samples: int, widths: tuple[int, ...], epochs: int, lr: float,
+                 batch_size: int, seed: int) -> dict:
+    """State dict of the dense network of one seed (deterministic; cached so the methods of one seed that run
+    in the same worker train it once)."""
+    split = _data(dataset, n_samples)
+    model = mlp(split.train.input_shape[0], widths, split.train.n_classes, seed=seed)
+    fit(model, split.train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _model(t: dict, *, trained: bool):
+    split = _data(t["dataset"], int(t["n_samples"]))
+    m = mlp(split.train.input_shape[0], t["widths"], split.train.n_classes, seed=t["seed"])
+    if trained:
+        m.load_state_dict(_dense_state(t["dataset"], int(t["n_samples"]), tuple(t["widths"]), int(t["epochs"]),
+                                       float(t["lr"]), int(t["batch_size"]), int(t["seed"])))
+    return m
+
+
+def structured_weight_sparsity(module, u) -> np.ndarray:
+    """Weight sparsity after removing ``round(u * n_l)`` units of every hidden layer (vectorised over ``u``).
+
+    Layer ``l`` keeps the fraction ``(1 - r_l / n_l)`` of its rows (if hidden) times ``(1 - r_{l-1} /
+    n_{l-1})`` of its columns (if the previous layer is hidden), ``r_l = round(u n_l)`` (Python's round, as
+    :func:`prunebound.pruning._common.n_prune`).
+    """
+    net = Network.from_module(module)
+    u = np.atleast_1d(np.asarray(u, dtype=np.float64))
+    sizes = [ly.fan_out for ly in net.layers]
+    kept_rows = [1.0 - np.round(u * n) / n for n in sizes[:-1]] + [np.ones_like(u)]
+    kept = np.zeros_like(u)
+    total = 0
+    for i, ly in enumerate(net.layers):
+        frac = kept_rows[i] * (kept_rows[i - 1] if i > 0 else 1.0)
+        kept += frac * ly.weight.numel()
+        total += ly.weight.numel()
+    return 1.0 - kept / total
+
+
+def unit_sparsity_for(module, s: float, *, grid: int = 20_001) -> float:
+    """The neuron fraction ``u`` (per hidden layer) whose weight sparsity is closest to ``s`` (smallest such
+    ``u`` on a ``grid`` over [0, 1))."""
+    if not 0.0 <= s < 1.0:
+        raise InvalidParameterError(f"s must lie in [0, 1), got {s}")
+    us = np.linspace(0.0, 1.0, grid, endpoint=False)
+    ws = structured_weight_sparsity(module, us)
+    return float(us[int(np.argmin(np.abs(ws - s)))])
 
 
 def magnitude_masks(module, s: float, *, scope: str = "global", seed: int = 0) -> list[torch.Tensor]:
-    """0/1 masks (one per weighted layer of :class:`Network`) removing the fraction ``s`` of weights.
+    """0/1 masks (one per weighted layer of :class:`Network`, in order) removing the fraction ``s`` of weights,
+    taken from :mod:`prunebound.pruning` without retraining (kept for experiments that mask a model in place,
+    e.g. :mod:`prunebound.paper_repro.pac_bayes_table`).
 
-    ``scope="global"``: smallest ``|w|`` over all layers; ``"layerwise"``: per layer; ``"random"``: uniformly
-    random per layer (seeded).
+    ``scope="global"``: smallest ``|w|`` over all layers (``pruning.magnitude(scope="global")``);
+    ``"layerwise"``: per layer (``scope="layer"``); ``"random"``: uniformly random per layer
+    (``pruning.random_pruning``, seeded).
     """
-    net = Network.from_module(module)
-    ws = [ly.weight.detach() for ly in net.layers]
-    if scope == "global":
-        flat = torch.cat([w.abs().flatten() for w in ws])
-        keep = flat.numel() - int(round(s * flat.numel()))
-        m = torch.zeros_like(flat)
-        m[torch.topk(flat, keep).indices] = 1.0
-        out, i = [], 0
-        for w in ws:
-            out.append(m[i : i + w.numel()].view_as(w))
-            i += w.numel()
-        return out
-    g = torch.Generator().manual_seed(int(seed))
-    out = []
-    for w in ws:
-        score = w.abs().flatten() if scope == "layerwise" else torch.rand(w.numel(), generator=g)
-        keep = w.numel() - int(round(s * w.numel()))
-        m = torch.zeros(w.numel(), dtype=w.dtype)
-        m[torch.topk(score, keep).indices] = 1.0
-        out.append(m.view_as(w))
-    return out
+    from prunebound import pruning
+
+    table = {"global": ("magnitude", "global"), "layerwise": ("magnitude", "layer"), "random": ("random", "layer")}
+    if scope not in table:
+        raise InvalidParameterError(f"scope must be one of {sorted(table)}; got {scope!r}")
+    method, sc = table[scope]
+    rep = pruning.prune(module, None, method=method, sparsity=s, seed=seed, scope=sc, epochs=0)
+    mk = masks_of(rep.module)
+    return [mk[ly.path].float() for ly in Network.from_module(rep.module).layers]
+
+
+def _finetune(m, t: dict, data) -> None:
+    if t["finetune_epochs"] > 0:
+        fit(m, data, epochs=t["finetune_epochs"], lr=t["finetune_lr"], batch_size=t["batch_size"],
+            seed=t["seed"] + 1)
+
+
+def prune_one(t: dict, s: float):
+    """The network of trial ``t``'s method at sparsity ``s`` (pruned, and trained as the protocol says)."""
+    from prunebound import pruning
+
+    train = _data(t["dataset"], int(t["n_samples"])).train
+    method = t["method"]
+    ep, ft, lr, bs, seed = int(t["epochs"]), int(t["finetune_epochs"]), float(t["lr"]), int(t["batch_size"]), \
+        int(t["seed"])
+    ft_lr = float(t["finetune_lr"])
+    model = _model(t, trained=method not in FROM_INIT)
+    if method in CORESET:
+        from prunebound.paper_repro.coreset_error import coreset_prune
+
+        m = coreset_prune(model, train, method=method, keep_ratio=1.0 - s, delta=t["delta"], seed=seed,
+                          iters=int(t["iters"]))
+        _finetune(m, t, train)
+        return m
+    name, fixed = CLASSIC[method]
+    kw: dict = {"seed": seed, **fixed}
+    if name in ("random", "magnitude", "obd", "apoz"):
+        kw.update(epochs=ft, lr=ft_lr, batch_size=bs)
+    elif name == "deep_compression":
+        kw.update(prune_epochs=ft, lr=ft_lr, batch_size=bs)
+    elif name in ("snip", "rigl"):
+        kw.update(epochs=ep, lr=lr, batch_size=bs)
+    elif name == "lottery":
+        kw.update(epochs=ep, rounds=int(t["rounds"]), lr=lr, batch_size=bs, compare_random=False)
+    elif name in ("weight_decay", "transformed_l1"):
+        kw.update(epochs=ep, finetune_epochs=ft, lr=lr, batch_size=bs)
+    if name == "obd":
+        kw.update(n_hessian=int(t["n_hessian"]))
+    target = unit_sparsity_for(model, s) if method in STRUCTURED else s
+    m = pruning.prune(model, train, method=name, sparsity=target, **kw).module
+    if name in ("neuron_merging", "lasso_channel"):  # no retraining argument: fine-tune here
+        _finetune(m, t, train)
+    return m
 
 
 def run_trial(t: dict) -> dict:
     torch.set_num_threads(1)
-    split = _data(t)
-    model = mlp(split.train.input_shape[0], t["widths"], 10, seed=t["seed"])
-    fit(model, split.train, epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"], seed=t["seed"])
-    dense = {k: v.clone() for k, v in model.state_dict().items()}
+    split = _data(t["dataset"], int(t["n_samples"]))
+    dense = _model(t, trained=True)
     errs, train_errs, measured = [], [], []
-    method = t["method"]
     for s in t["sparsities"]:
-        m = mlp(split.train.input_shape[0], t["widths"], 10, seed=t["seed"])
-        m.load_state_dict(dense)
-        if s > 0 and method in LIBRARY_METHODS:
-            from prunebound.pruning import prune
-
-            name, extra = LIBRARY_METHODS[method]
-            m = prune(m, split.train, method=name, sparsity=s, seed=t["seed"], epochs=t["finetune_epochs"],
-                      lr=t["lr"], batch_size=t["batch_size"], **extra).module
-        elif s > 0:
-            scope = {"magnitude_global": "global", "magnitude_layerwise": "layerwise",
-                     "random": "random"}[method]
-            apply_masks(m, magnitude_masks(m, s, scope=scope, seed=t["seed"]))
-            if t["finetune_epochs"] > 0:
-                fit(m, split.train, epochs=t["finetune_epochs"], lr=t["lr"], batch_size=t["batch_size"],
-                    seed=t["seed"] + 1)
+        m = prune_one(t, float(s))
         errs.append(evaluate(m, split.test).error)
         train_errs.append(evaluate(m, split.train).error)
         measured.append(sparsity(m).total)
     return {"sparsity": list(t["sparsities"]), "measured_sparsity": measured, "test_error": errs,
-            "train_error": train_errs}
+            "train_error": train_errs, "dense_test_error": evaluate(dense, split.test).error,
+            "from_init": t["method"] in FROM_INIT}
 
 
 def run(config: Config, out_dir, *, backend: str = "local", scheduler=None, n_jobs: int = 1,
@@ -174,28 +292,65 @@ def run(config: Config, out_dir, *, backend: str = "local", scheduler=None, n_jo
                       n_jobs=n_jobs, progress=progress)
 
 
+def family(method: str) -> str:
+    """``"coreset"`` for the provable samplers of :mod:`prunebound.coresets`, else ``"classic"``."""
+    return "coreset" if method in CORESET else "classic"
+
+
 def table(results: list[dict]) -> list[dict]:
     rows = []
     for (method,), recs in group_by(results, "method").items():
         y = stack_over_seeds(recs, "test_error")
         ms = stack_over_seeds(recs, "measured_sparsity")
+        dense = summary([r["result"]["dense_test_error"] for r in recs])
         for j, s in enumerate(recs[0]["result"]["sparsity"]):
-            st = summary(y[:, j])
-            rows.append({"method": method, "sparsity": s, "measured_sparsity": float(ms[:, j].mean()),
-                         "test_error_mean": st["mean"], "test_error_std": st["std"], "n_seeds": st["n"]})
+            st, sm = summary(y[:, j]), summary(ms[:, j])
+            rows.append({"method": method, "family": family(method), "sparsity": s,
+                         "measured_sparsity": sm["mean"], "measured_sparsity_std": sm["std"],
+                         "test_error_mean": st["mean"], "test_error_std": st["std"],
+                         "dense_test_error_mean": dense["mean"], "n_seeds": st["n"]})
     return rows
+
+
+def _style(k: int) -> dict:
+    """Colour, marker and line style of the k-th line of a panel (distinct for up to 16 lines)."""
+    return {"color": OKABE_ITO[k % len(OKABE_ITO)],
+            "marker": MARKERS[(k + k // len(OKABE_ITO)) % len(MARKERS)],
+            "linestyle": "-" if k < len(OKABE_ITO) else "--"}
 
 
 @styled
 def figure(results: list[dict]):
-
-    fig, ax = new_figure()
-    for (method,), recs in group_by(results, "method").items():
-        x = recs[0]["result"]["sparsity"]
-        line_with_band(ax, x, stack_over_seeds(recs, "test_error"), label=method.replace("_", " "))
-    ax.set_xlabel("sparsity (fraction of weights removed)")
-    ax.set_ylabel("test error")
-    ax.legend()
+    """One panel per method family (classic / coreset), test error (mean ± std over seeds) against the
+    measured sparsity (mean over seeds), the dense network's error as a dotted line."""
+    groups = group_by(results, "method")
+    fams = [f for f in ("classic", "coreset") if any(family(m) == f for (m,) in groups)]
+    fig, axes = new_figure(len(fams), 1, width=PAGE_WIDTH if len(fams) > 1 else 4.2,
+                           aspect=0.62 if len(fams) > 1 else 0.75, sharey=True)
+    axes = np.atleast_1d(axes)
+    dense = summary([r["result"]["dense_test_error"] for r in results])["mean"]
+    for ax, fam in zip(axes, fams):
+        k = 0
+        for (method,), recs in groups.items():
+            if family(method) != fam:
+                continue
+            x = stack_over_seeds(recs, "measured_sparsity").mean(axis=0)
+            y = stack_over_seeds(recs, "test_error")
+            st = _style(k)
+            mean = y.mean(axis=0)
+            sd = y.std(axis=0, ddof=1) if y.shape[0] > 1 else np.zeros_like(mean)
+            ax.plot(x, mean, label=method.replace("_", " "), **st)
+            ax.fill_between(x, mean - sd, mean + sd, color=st["color"], alpha=0.15, linewidth=0)
+            k += 1
+        ax.axhline(dense, color="0.3", linestyle=":", linewidth=1.0, zorder=0)
+        ax.set_xlabel("sparsity (fraction of weights removed)")
+        ax.set_title("classic methods (prunebound.pruning)" if fam == "classic"
+                     else "provable samplers (prunebound.coresets)")
+        if fam == "classic":
+            ax.legend(ncol=2 if k > 6 else 1, loc="upper left")
+        else:  # below CoreNet's saturated line, above the others at moderate sparsity
+            ax.legend(loc="center left", bbox_to_anchor=(0.0, 0.62))
+    axes[0].set_ylabel("test error (dotted: dense)")
     return fig
 
 
