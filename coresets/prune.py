@@ -99,6 +99,9 @@ def finish(net: Network, before: int, *, method: str, eps: float | None, delta: 
     for ly in net.layers:
         if not is_pruned(ly.module):
             apply_masks(net, {ly.path: torch.ones_like(ly.weight)})
+    with torch.no_grad():  # detach the cached masked weights so the result can be deep-copied
+        for ly in net.layers:
+            ly.module.weight = (ly.module.weight_orig * ly.module.weight_mask).detach()
     kept = sum(int((ly.weight != 0).sum()) for ly in net.layers)
     g = Guarantee(method=method, eps=None if eps is None else float(eps), delta=float(delta),
                   layers=tuple(ly.path for ly in net.layers), eps_per_layer=tuple(float(e) for e in eps_l),

@@ -67,6 +67,15 @@ def _as_f64(s) -> torch.Tensor:
     return t
 
 
+_MAX_COUNT = 2**62
+
+
+def _to_count(m: torch.Tensor) -> torch.Tensor:
+    """Float sample sizes to int64, clamped to 2^62 (a huge m for tiny eps would otherwise overflow to < 0; any
+    m above a row's number of candidates keeps that row dense anyway)."""
+    return torch.clamp(m, max=float(_MAX_COUNT)).to(torch.int64)
+
+
 def corenet_sample_size(total_sensitivity, *, eps: float, delta: float, eta: int, K: float = 1.0
                         ) -> torch.Tensor:
     """CoreNet's ``m = ceil(8 S K log(8 eta / delta) / eps^2)`` (elementwise over ``total_sensitivity``)."""
@@ -76,7 +85,7 @@ def corenet_sample_size(total_sensitivity, *, eps: float, delta: float, eta: int
     if int(eta) < 1:
         raise InvalidParameterError(f"eta must be a positive integer; got {eta!r}")
     s = _as_f64(total_sensitivity)
-    return torch.ceil(8.0 * s * K * math.log(8.0 * eta / delta) / eps**2).to(torch.int64)
+    return _to_count(torch.ceil(8.0 * s * K * math.log(8.0 * eta / delta) / eps**2))
 
 
 def bernstein_sample_size(total_sensitivity, *, eps: float, delta: float, eta: int, K: float = 3.0
@@ -88,7 +97,7 @@ def bernstein_sample_size(total_sensitivity, *, eps: float, delta: float, eta: i
     if int(eta) < 1:
         raise InvalidParameterError(f"eta must be a positive integer; got {eta!r}")
     s = _as_f64(total_sensitivity)
-    return torch.ceil(K * (6.0 + 2.0 * eps) * s * math.log(8.0 * eta / delta) / eps**2).to(torch.int64)
+    return _to_count(torch.ceil(K * (6.0 + 2.0 * eps) * s * math.log(8.0 * eta / delta) / eps**2))
 
 
 def epsilon_sample_size(total_sensitivity: float, *, eps: float, delta: float, d: int, c: float = 1.0) -> int:

@@ -26,3 +26,22 @@ def test_dispatch_errors():
     with pytest.raises(InvalidParameterError):
         prune(m, x, method="magnitude", eps=0.5)
     assert set(METHODS) >= {"corenet", "sipp", "pfp", "data_independent", "uniform", "magnitude"}
+
+
+def test_corenet_keep_ratio_one_and_deepcopy():
+    """Regression: tiny eps overflowed the int64 sample size; CoreNet results were not deep-copyable."""
+    import copy
+
+    from prunebound.coresets import prune as cprune
+    from prunebound.coresets.sampling import corenet_sample_size
+    from prunebound.data import teacher_task as _tt
+    from prunebound.network import mlp as _mlp
+
+    m = corenet_sample_size(torch.tensor([1.0]), eps=1e-12, delta=0.1, eta=10)
+    assert int(m[0]) > 0
+    task = _tt(d_in=5, width=8, seed=0)
+    net = _mlp(5, [16, 16], 2, seed=0)
+    out, g = cprune(net, task.sample(64, 0), method="corenet", eps=0.5, delta=0.1, seed=0)
+    dup = copy.deepcopy(out)
+    x = torch.randn(3, 5)
+    torch.testing.assert_close(dup(x), out(x))
