@@ -27,7 +27,7 @@ test-all: venv
 	$(PY) -m pytest -q -n $(JOBS) -m "" $(PYTEST_ARGS)
 
 verify: venv
-	PRUNEBOUND_FULL=1 $(PY) -m pytest -q -m "statistical or statistical_full" tests/statistical $(PYTEST_ARGS)
+	PRUNEBOUND_FULL=1 $(PY) -m pytest -q -n $(JOBS) -m "statistical or statistical_full" $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m pytest -q benchmarks --benchmark-only -p no:xdist -o addopts="" $(PYTEST_ARGS)

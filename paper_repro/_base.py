@@ -61,6 +61,23 @@ def check_config(config, cls) -> None:
             raise InvalidParameterError(f"config.{f.name} must not be empty")
 
 
+def seed_trials(name: str, config) -> list[dict]:
+    """One trial per seed in ``config.seeds``: the config's other fields plus ``experiment`` and ``seed``."""
+    base = {k: v for k, v in config_dict(config).items() if k != "seeds"}
+    return [{"experiment": name, **base, "seed": s} for s in config.seeds]
+
+
+def classification_data(t: Mapping):
+    """The ``Split`` named by a trial: ``dataset`` = ``digits`` or ``mnist1d`` (with ``n_samples``), seed 0."""
+    from prunebound.data import digits, mnist1d
+
+    if t["dataset"] == "digits":
+        return digits(seed=0)
+    if t["dataset"] == "mnist1d":
+        return mnist1d(int(t["n_samples"]), seed=0)
+    raise InvalidParameterError(f"dataset must be 'digits' or 'mnist1d', got {t['dataset']!r}")
+
+
 def run_trials(name: str, run_trial: Callable[[dict], dict], trials: Sequence[dict], config, out_dir,
                *, backend: str = "local", scheduler=None, n_jobs: int = 1, progress: bool = True
                ) -> list[dict]:

@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunebound.data import digits, mnist1d
 from prunebound.errors import InvalidParameterError
 from prunebound.network import mlp
 from prunebound.paper_repro._base import (
     check_config,
+    classification_data,
     config_dict,
     group_by,
     log_axis,
     run_trials,
+    seed_trials,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -73,23 +74,14 @@ def trials(config: Config) -> list[dict]:
     check_config(config, Config)
     if not 0.0 < config.sparsity < 1.0:
         raise InvalidParameterError(f"sparsity must lie in (0, 1), got {config.sparsity}")
-    base = {k: v for k, v in config_dict(config).items() if k != "seeds"}
-    return [{"experiment": NAME, **base, "seed": s} for s in config.seeds]
-
-
-def _data(t: dict):
-    if t["dataset"] == "digits":
-        return digits(seed=0)
-    if t["dataset"] == "mnist1d":
-        return mnist1d(int(t["n_samples"]), seed=0)
-    raise InvalidParameterError(f"dataset must be 'digits' or 'mnist1d', got {t['dataset']!r}")
+    return seed_trials(NAME, config)
 
 
 def run_trial(t: dict) -> dict:
     torch.set_num_threads(1)
     from prunebound.pruning.lottery import lottery
 
-    split = _data(t)
+    split = classification_data(t)
     init = mlp(split.train.input_shape[0], t["widths"], 10, seed=t["seed"])
     dense = mlp(split.train.input_shape[0], t["widths"], 10, seed=t["seed"])
     fit(dense, split.train, epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"], seed=t["seed"])

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
-from prunebound.data import digits, mnist1d
 from prunebound.errors import InvalidParameterError
 from prunebound.network import mlp
 from prunebound.paper_repro._base import (
     check_config,
+    classification_data,
     config_dict,
     run_trials,
+    seed_trials,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -73,23 +74,14 @@ def trials(config: Config) -> list[dict]:
         raise InvalidParameterError(f"checkpoints must be increasing positive epoch counts, got {cps}")
     if not 0 < config.margin_percentile < 100:
         raise InvalidParameterError(f"margin_percentile must be in (0, 100), got {config.margin_percentile}")
-    base = {k: v for k, v in config_dict(config).items() if k != "seeds"}
-    return [{"experiment": NAME, **base, "seed": s} for s in config.seeds]
-
-
-def _data(t: dict):
-    if t["dataset"] == "digits":
-        return digits(seed=0)
-    if t["dataset"] == "mnist1d":
-        return mnist1d(int(t["n_samples"]), seed=0)
-    raise InvalidParameterError(f"dataset must be 'digits' or 'mnist1d', got {t['dataset']!r}")
+    return seed_trials(NAME, config)
 
 
 def run_trial(t: dict) -> dict:
     torch.set_num_threads(1)
     from prunebound.bounds.noise_stability import comparison_log10
 
-    split = _data(t)
+    split = classification_data(t)
     model = mlp(split.train.input_shape[0], t["widths"], 10, seed=t["seed"])
     out: dict[str, list] = {k: [] for k in ("epoch", "gamma", "train_error", "test_error",
                                             *(q for q, _ in QUANTITIES))}
