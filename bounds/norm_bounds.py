@@ -1,10 +1,17 @@
 """Norm-based generalization bounds used as comparators for the compression bound of Arora et al. (2018).
 
-All quantities are computed on fully-connected ReLU networks (``Linear`` layers separated by ``ReLU``); a
-network with convolutions raises :class:`~prunebound.errors.UnsupportedLayerError` (their operator norms need
-the input shape and are not implemented here).  Biases are ignored by the norm quantities (both papers analyse
-bias-free networks); the explicit PAC-Bayes bound of Neyshabur et al. refuses networks with biases because its
-re-balancing argument needs bias-free layers.
+All quantities are computed on ReLU networks of ``Linear``/``Conv1d``/``Conv2d`` layers (with max/avg pooling
+and reshapes between them).  A convolution is the linear operator it applies (:class:`LayerOperator`, needs
+the input shape: pass ``input_shape``, or data to the ``*_quantity``/``*_bound`` functions): exact Frobenius
+and row norms (padding/stride/dilation accounted for), spectral norm by Lanczos/power iteration with ``conv``
+and ``conv_transpose`` (tested against the dense matrix); ``W``/``h`` are the operator dimensions (channels x
+positions) and an overlapping pool contributes its Lipschitz constant ``ρ_i`` (:func:`post_lipschitz`, 1 for
+ReLU and non-overlapping pools) to the spectral product.  The explicit PAC-Bayes bound of Neyshabur et al.
+stays fully-connected only (its random-matrix step is for dense layers).
+
+Biases are ignored by the norm quantities (both papers analyse bias-free networks); the explicit PAC-Bayes
+bound of Neyshabur et al. refuses networks with biases because its re-balancing argument needs bias-free
+layers.
 
 Quantities (``A_i``: weight matrix of layer ``i``, ``d`` layers, ``h`` the largest width, ``γ`` the margin):
 
@@ -43,15 +50,20 @@ Explicit bounds (constants written out):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
+import numpy as np
+import scipy.sparse.linalg as spla
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
 from prunebound.data import Dataset
 from prunebound.errors import (
     DataError,
+    InvalidParameterError,
     UnsupportedLayerError,
     check_positive,
     check_probability,
@@ -62,6 +74,9 @@ from prunebound.train import margins
 __all__ = [
     "NormSummary",
     "fc_weights",
+    "LayerOperator",
+    "network_operators",
+    "post_lipschitz",
     "spectral_norms",
     "norm_summary",
     "spectral_complexity_bartlett2017",
@@ -107,20 +122,254 @@ def fc_weights(module: nn.Module | Network) -> tuple[Network, list[torch.Tensor]
     return net, ws, bs
 
 
-def spectral_norms(module: nn.Module | Network) -> list[float]:
-    """Largest singular value ``||A_i||_2`` of every layer (float64 SVD)."""
+_POST_OPS = {"relu", "dropout", "identity", "maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d", "flatten",
+             "unflatten"}
+_PRE_OPS = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
+
+
+def _tuple(v, nd: int) -> tuple[int, ...]:
+    return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v),) * nd
+
+
+@dataclass(frozen=True)
+class LayerOperator:
+    """One weighted layer as the linear operator ``A`` it applies to one example (float64, bias kept apart).
+
+    ``in_shape`` / ``out_shape`` are per-example shapes (no batch dimension); ``n_in`` / ``n_out`` their
+    sizes, i.e. ``A`` is an ``(n_out, n_in)`` matrix.  For a convolution (zero padding ``p``, stride ``s``,
+    dilation ``δ``, kernel ``k`` per spatial dimension) output position ``l`` applies tap ``t`` to input
+    position ``l s - p + t δ``; taps that fall into the padding multiply zeros and are *not* entries of
+    ``A``.  Hence, with ``N_t`` the number of output positions where tap ``t`` is in bounds (a product over
+    spatial dimensions),
+
+        ||A||_F^2 = sum_t N_t sum_{o,c} W[o, c, t]^2,
+        ||row (o, l) of A||^2 = sum_{c, t in bounds at l} W[o, c, t]^2,
+
+    and without padding ``N_t = #output positions`` for every tap, so ``||A||_F = sqrt(#positions)
+    ||W||_F``.  The spectral norm of a convolution is the square root of the top eigenvalue of ``A^T A``,
+    found by Lanczos/power iteration with ``conv`` and ``conv_transpose`` as matrix-vector products (exact
+    up to the convergence tolerance).
+    """
+
+    kind: str
+    weight: torch.Tensor = field(repr=False)
+    bias: torch.Tensor | None = field(repr=False)
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+
+    @property
+    def n_in(self) -> int:
+        return int(math.prod(self.in_shape))
+
+    @property
+    def n_out(self) -> int:
+        return int(math.prod(self.out_shape))
+
+    def apply(self, u: torch.Tensor) -> torch.Tensor:
+        """``A u`` for a batch ``u`` of shape ``(B, *in_shape)`` (no bias) -> ``(B, *out_shape)``."""
+        b = u.shape[0]
+        u = u.reshape(b, *self.in_shape).to(torch.float64)
+        if self.kind == "linear":
+            return u @ self.weight.T
+        conv = F.conv1d if self.kind == "conv1d" else F.conv2d
+        return conv(u, self.weight, None, self.stride, self.padding, self.dilation)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """``A u + b`` (the layer itself, in float64)."""
+        z = self.apply(u)
+        if self.bias is None:
+            return z
+        return z + self.bias.reshape(-1, *([1] * (len(self.out_shape) - 1)))
+
+    def apply_t(self, v: torch.Tensor) -> torch.Tensor:
+        """``A^T v`` for ``v`` of shape ``(B, *out_shape)`` (``conv_transpose`` for convolutions)."""
+        b = v.shape[0]
+        v = v.reshape(b, *self.out_shape).to(torch.float64)
+        if self.kind == "linear":
+            return v @ self.weight
+        ks = self.weight.shape[2:]
+        outpad = tuple(li - ((lo - 1) * s - 2 * p + dl * (k - 1) + 1) for li, lo, s, p, dl, k in
+                       zip(self.in_shape[1:], self.out_shape[1:], self.stride, self.padding, self.dilation, ks))
+        convt = F.conv_transpose1d if self.kind == "conv1d" else F.conv_transpose2d
+        return convt(v, self.weight, None, self.stride, self.padding, outpad, 1, self.dilation)
+
+    def _inbounds(self) -> torch.Tensor:
+        """0/1 matrix ``(#output positions, #taps)``: tap ``t`` is inside the input at output position ``l``."""
+        mats = []
+        for li, lo, k, s, p, dl in zip(self.in_shape[1:], self.out_shape[1:], self.weight.shape[2:],
+                                        self.stride, self.padding, self.dilation):
+            pos = torch.arange(lo)[:, None] * s - p + torch.arange(k)[None, :] * dl
+            mats.append(((pos >= 0) & (pos < li)).to(torch.float64))
+        m = mats[0]
+        for nxt in mats[1:]:
+            m = torch.einsum("ab,cd->acbd", m, nxt).reshape(m.shape[0] * nxt.shape[0], m.shape[1] * nxt.shape[1])
+        return m
+
+    def row_norms_sq(self) -> torch.Tensor:
+        """Squared Euclidean norms of the ``n_out`` rows of ``A`` (order of ``out.reshape(-1)``)."""
+        if self.kind == "linear":
+            return self.weight.pow(2).sum(1)
+        q = self.weight.pow(2).sum(1).reshape(self.weight.shape[0], -1)  # (out, taps)
+        return (q @ self._inbounds().T).reshape(-1)
+
+    def frobenius(self) -> float:
+        """``||A||_F`` (exact, see the class docstring)."""
+        if self.kind == "linear":
+            return float(torch.linalg.matrix_norm(self.weight))
+        return float(self.row_norms_sq().sum().sqrt())
+
+    def l21(self) -> float:
+        """``||A^T||_{2,1} = sum`` of the row norms of ``A``."""
+        return float(self.row_norms_sq().sqrt().sum())
+
+    def spectral(self, *, tol: float = 1e-12, seed: int = 0) -> float:
+        """``||A||_2``: SVD for ``Linear``; for convolutions the largest eigenvalue of ``A^T A`` by Lanczos
+        iteration (ARPACK ``eigsh``, a Krylov refinement of power iteration) whose matrix-vector product is
+        ``conv_transpose(conv(v))``; ``A`` is never formed.  Converged to ``tol`` relative (tested against the
+        dense SVD)."""
+        if self.kind == "linear":
+            return float(torch.linalg.matrix_norm(self.weight, ord=2))
+        n = self.n_in
+
+        def mv(v):
+            t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)).reshape(1, *self.in_shape)
+            return self.apply_t(self.apply(t)).reshape(-1).numpy()
+
+        if n <= 2:
+            return float(torch.linalg.matrix_norm(self.dense(), ord=2))
+        v0 = np.random.default_rng(seed).standard_normal(n)
+        op = spla.LinearOperator((n, n), matvec=mv, dtype=np.float64)
+        lam = spla.eigsh(op, k=1, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
+        return float(math.sqrt(max(0.0, float(lam[0]))))
+
+    def dense(self) -> torch.Tensor:
+        """The explicit ``(n_out, n_in)`` matrix (small layers only; for tests)."""
+        eye = torch.eye(self.n_in, dtype=torch.float64)
+        return self.apply(eye).reshape(self.n_in, -1).T
+
+
+def network_operators(module: nn.Module | Network, x: torch.Tensor | None = None, *,
+                      input_shape: Sequence[int] | None = None
+                      ) -> tuple[Network, list[LayerOperator], list[list[nn.Module]]]:
+    """Validate a ReLU network of ``Linear``/``Conv1d``/``Conv2d`` layers and return ``(net, operators,
+    posts)``.
+
+    ``posts[i]`` lists the pass-through modules between layer ``i`` and layer ``i+1`` (ReLU, max/avg pooling,
+    flatten, unflatten, dropout, identity): together they are the activation ``φ`` of the paper.  Every
+    hidden layer must be followed by exactly one ReLU, the last by nothing that changes values; only
+    reshapes may precede the first layer.  Convolutions need the input shape: give a batch ``x`` (only its
+    first example is used) or the per-example ``input_shape``.
+    """
+    net = Network.from_module(module)
+    net.check_finite()
+    leaves = net.leaves
+    wpos = [i for i, (_, m) in enumerate(leaves) if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    for path, m in leaves[: wpos[0]]:
+        if not isinstance(m, _PRE_OPS):
+            raise UnsupportedLayerError(
+                f"layer {path!r} ({type(m).__name__}) precedes the first weighted layer; only Flatten, Unflatten, "
+                "Identity and Dropout are supported there")
+    for ly in net.layers:
+        extra = set(ly.ops_after) - _POST_OPS
+        last = ly.index == len(net.layers) - 1
+        if last:
+            extra |= set(ly.ops_after) - {"dropout", "identity", "flatten", "unflatten"}
+        if extra:
+            raise UnsupportedLayerError(
+                f"layer {ly.path!r} is followed by {sorted(extra)}; allowed: ReLU, max/avg pooling, Flatten, "
+                "Unflatten, Dropout, Identity (the last layer must output logits)")
+        if not last and ly.ops_after.count("relu") != 1:
+            raise UnsupportedLayerError(f"hidden layer {ly.path!r} must be followed by exactly one ReLU")
+        if ly.kind != "linear":
+            pad = ly.module.padding
+            if isinstance(pad, str):
+                k = ly.module.kernel_size
+                dil = _tuple(ly.module.dilation, len(k))
+                if pad == "same" and any(dl * (kk - 1) % 2 for dl, kk in zip(dil, k)):
+                    raise UnsupportedLayerError(f"layer {ly.path!r}: asymmetric 'same' padding not supported")
+    all_linear = all(ly.kind == "linear" for ly in net.layers)
+    if x is None and input_shape is not None:
+        x = torch.zeros((1, *[int(s) for s in input_shape]))
+    if x is None and not all_linear:
+        raise InvalidParameterError("convolutional networks need the input shape: pass x (a batch of inputs) "
+                                    "or input_shape (one example's shape)")
+    if x is not None:
+        if not isinstance(x, torch.Tensor) or x.shape[0] == 0:
+            raise DataError("x must be a non-empty tensor")
+        tr = net.trace(x[:1])
+        shapes = [(tuple(a.shape[1:]), tuple(z.shape[1:])) for a, z in zip(tr.inputs, tr.preacts)]
+    else:
+        shapes = [((ly.fan_in,), (ly.fan_out,)) for ly in net.layers]
+    ops = []
+    for ly, (ins, outs) in zip(net.layers, shapes):
+        w = ly.weight.detach().to(torch.float64)
+        b = None if ly.bias is None else ly.bias.detach().to(torch.float64)
+        if ly.kind == "linear":
+            ops.append(LayerOperator("linear", w, b, (int(w.shape[1]),), (int(w.shape[0]),)))
+            continue
+        m, nd = ly.module, w.dim() - 2
+        pad = m.padding
+        if isinstance(pad, str):
+            pad = (0,) * nd if pad == "valid" else tuple(dl * (k - 1) // 2 for dl, k in
+                                                         zip(_tuple(m.dilation, nd), w.shape[2:]))
+        ops.append(LayerOperator(ly.kind, w, b, ins, outs, _tuple(m.stride, nd), _tuple(pad, nd),
+                                 _tuple(m.dilation, nd)))
+    posts = []
+    for j in range(len(wpos)):
+        end = wpos[j + 1] if j + 1 < len(wpos) else len(leaves)
+        posts.append([m for _, m in leaves[wpos[j] + 1: end]])
+    return net, ops, posts
+
+
+def post_lipschitz(posts: Sequence[nn.Module]) -> float:
+    """An upper bound on the ℓ2 Lipschitz constant of a pass-through block (ReLU, pooling, reshapes).
+
+    ReLU and reshapes are 1-Lipschitz; a max or average pool whose windows overlap (each input entry in at
+    most ``r = prod ceil(k_d / s_d)`` windows) is ``sqrt(r)``-Lipschitz (``|max a - max b| <= ||a - b||`` per
+    window, summed over windows; the average is a convex combination).  Non-overlapping pools give 1.
+    """
+    rho = 1.0
+    for m in posts:
+        if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)):
+            nd = 1 if isinstance(m, (nn.MaxPool1d, nn.AvgPool1d)) else 2
+            k = _tuple(m.kernel_size, nd)
+            s = _tuple(m.stride if m.stride is not None else m.kernel_size, nd)
+            dil = _tuple(getattr(m, "dilation", 1), nd)
+            r = math.prod(math.ceil(((kk - 1) * dl + 1) / ss) if dl > 1 else math.ceil(kk / ss)
+                          for kk, ss, dl in zip(k, s, dil))
+            rho *= math.sqrt(max(1, r))
+    return rho
+
+
+def _is_fc(module: nn.Module | Network) -> bool:
+    net = Network.from_module(module)
+    return all(ly.kind == "linear" and set(ly.ops_after) <= {"relu", "dropout", "identity"} for ly in net.layers)
+
+
+def spectral_norms(module: nn.Module | Network, *, input_shape: Sequence[int] | None = None) -> list[float]:
+    """Largest singular value ``||A_i||_2`` of every layer (float64 SVD; power iteration for convolutions,
+    which need ``input_shape``, see :class:`LayerOperator`)."""
+    if not _is_fc(module):
+        _, ops, _ = network_operators(module, input_shape=input_shape)
+        return [op.spectral() for op in ops]
     _, ws, _ = fc_weights(module)
     return [float(torch.linalg.matrix_norm(w, ord=2)) for w in ws]
 
 
 @dataclass(frozen=True)
 class NormSummary:
-    """Per-layer norms of a fully-connected network: spectral, Frobenius, ``||A^T||_{2,1}``, widths."""
+    """Per-layer norms of the layer operators: spectral, Frobenius, ``||A^T||_{2,1}``, widths (operator
+    dimensions: ``channels x positions`` for convolutions) and ``lipschitz[i]``, an upper bound on the
+    Lipschitz constant of the activation block after layer ``i`` (1 for ReLU; see :func:`post_lipschitz`)."""
 
     spectral: tuple[float, ...]
     frobenius: tuple[float, ...]
     l21: tuple[float, ...]
     widths: tuple[int, ...]
+    lipschitz: tuple[float, ...] | None = None
 
     @property
     def depth(self) -> int:
@@ -136,9 +385,19 @@ class NormSummary:
         return d
 
 
-def norm_summary(module: nn.Module | Network) -> NormSummary:
+def norm_summary(module: nn.Module | Network, *, input_shape: Sequence[int] | None = None) -> NormSummary:
     """Spectral and Frobenius norms, ``||A^T||_{2,1} = sum_r ||A[r, :]||_2`` and widths ``(d_in, h_1, ...,
-    d_out)``."""
+    d_out)``.
+
+    Convolutional networks: every layer is the linear operator it applies (:class:`LayerOperator`: exact
+    Frobenius and row norms accounting for padding/stride, spectral norm by power iteration); they need the
+    per-example ``input_shape`` of the model input.
+    """
+    if not _is_fc(module):
+        _, ops, posts = network_operators(module, input_shape=input_shape)
+        return NormSummary(tuple(op.spectral() for op in ops), tuple(op.frobenius() for op in ops),
+                           tuple(op.l21() for op in ops), (ops[0].n_in, *[op.n_out for op in ops]),
+                           tuple(post_lipschitz(p) for p in posts[:-1]))
     _, ws, _ = fc_weights(module)
     spec = tuple(float(torch.linalg.matrix_norm(w, ord=2)) for w in ws)
     fro = tuple(float(torch.linalg.matrix_norm(w)) for w in ws)
@@ -147,13 +406,19 @@ def norm_summary(module: nn.Module | Network) -> NormSummary:
     return NormSummary(spec, fro, l21, widths)
 
 
-def spectral_complexity_bartlett2017(module: nn.Module | Network) -> float:
-    """``R_A = prod ||A_i||_2 * (sum (||A_i^T||_{2,1}/||A_i||_2)^{2/3})^{3/2}`` (Bartlett et al. 2017, eq.
-    1.2, M_i=0)."""
-    s = norm_summary(module)
-    prod = math.prod(s.spectral)
+def spectral_complexity_bartlett2017(module: nn.Module | Network, *,
+                                     input_shape: Sequence[int] | None = None) -> float:
+    """``R_A = prod ρ_i ||A_i||_2 * (sum (||A_i^T||_{2,1}/||A_i||_2)^{2/3})^{3/2}`` (Bartlett et al. 2017, eq.
+    1.2, M_i=0; ``ρ_i`` the Lipschitz constants of the activation blocks, 1 without overlapping pools)."""
+    s = norm_summary(module, input_shape=input_shape)
+    prod = math.prod(s.spectral) * math.prod(s.lipschitz or ())
     corr = sum((b / a) ** (2.0 / 3.0) for a, b in zip(s.spectral, s.l21)) ** 1.5
     return prod * corr
+
+
+def _input_shape(data: Dataset | torch.Tensor) -> tuple[int, ...]:
+    x = data.x if isinstance(data, Dataset) else data
+    return tuple(int(v) for v in x.shape[1:])
 
 
 def _x_norms(data: Dataset | torch.Tensor) -> torch.Tensor:
@@ -169,19 +434,22 @@ def bartlett2017_quantity(module: nn.Module | Network, data: Dataset | torch.Ten
     dropped)."""
     check_positive("gamma", gamma)
     xn = _x_norms(data)
-    return float((xn**2).mean()) * spectral_complexity_bartlett2017(module) ** 2 / gamma**2
+    return (float((xn**2).mean())
+            * spectral_complexity_bartlett2017(module, input_shape=_input_shape(data)) ** 2 / gamma**2)
 
 
 def neyshabur2018_quantity(module: nn.Module | Network, data: Dataset | torch.Tensor, *, gamma: float,
                            B: float | None = None) -> float:
     """Figure quantity ``B^2 d^2 h ln(dh) prod ||A_i||_2^2 sum ||A_i||_F^2/||A_i||_2^2 / γ^2`` (NBS 2018, Thm
-    1)."""
+    1); for convolutions ``h`` is the largest operator dimension (channels x positions) and overlapping pools
+    multiply ``prod ||A_i||_2`` by ``prod ρ_i``."""
     check_positive("gamma", gamma)
-    s = norm_summary(module)
+    s = norm_summary(module, input_shape=_input_shape(data))
     B = float(_x_norms(data).max()) if B is None else check_positive("B", B)
     d, h = s.depth, max(s.widths)
-    return (B**2 * d**2 * h * math.log(d * h) * math.prod(a**2 for a in s.spectral) * sum(s.stable_ranks)
-            / gamma**2)
+    rho2 = math.prod(r**2 for r in (s.lipschitz or ()))
+    return (B**2 * d**2 * h * math.log(d * h) * math.prod(a**2 for a in s.spectral) * rho2
+            * sum(s.stable_ranks) / gamma**2)
 
 
 def parameter_count(module: nn.Module | Network) -> int:
@@ -255,15 +523,16 @@ def bartlett2017_bound(module: nn.Module | Network, data: Dataset, *, gamma: flo
     """
     check_positive("gamma", gamma)
     check_probability("delta", delta)
-    net, ws, _ = fc_weights(module)
+    net = Network.from_module(module)
     m = len(data)
-    s = norm_summary(net)
+    s = norm_summary(net, input_shape=_input_shape(data))
     exps = [_pow2_exponent_up(v) for v in (*s.spectral, *s.l21)]
     g_exp = math.floor(math.log2(gamma))
     gamma_r = 2.0**g_exp
     spec_r = [2.0**e for e in exps[: s.depth]]
     l21_r = [2.0**e for e in exps[s.depth:]]
-    R = math.prod(spec_r) * sum((b / a) ** (2.0 / 3.0) for a, b in zip(spec_r, l21_r)) ** 1.5
+    R = (math.prod(spec_r) * math.prod(s.lipschitz or ())
+         * sum((b / a) ** (2.0 / 3.0) for a, b in zip(spec_r, l21_r)) ** 1.5)
     ln_prior = sum(math.log(_ZETA2_Z * (abs(e) + 1) ** 2) for e in (*exps, g_exp))
     ln_delta = math.log(2 / delta) + ln_prior
     X2 = float(_x_norms(data).pow(2).sum().sqrt())
@@ -271,7 +540,8 @@ def bartlett2017_bound(module: nn.Module | Network, data: Dataset, *, gamma: flo
     emp = _empirical_margin_loss(net.module, data, gamma_r)
     comp = (8 / m + 72 * X2 * R * math.log(2 * W) * math.log(m) / (gamma_r * m)
             + 3 * math.sqrt(ln_delta / (2 * m)))
-    parts = {"R_A": spectral_complexity_bartlett2017(net), "R_rounded": R, "X_norm": X2, "W": float(W),
+    parts = {"R_A": spectral_complexity_bartlett2017(net, input_shape=_input_shape(data)),
+             "R_rounded": R, "X_norm": X2, "W": float(W),
              "gamma_rounded": gamma_r, "ln_prior": ln_prior, "m": float(m)}
     return BoundTerms(min(1.0, emp + comp), emp, comp, parts)
 

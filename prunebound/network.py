@@ -225,6 +225,11 @@ class Network:
         return cls(module, _validated=True)
 
     # ------------------------------------------------------------------ basic facts
+    @property
+    def leaves(self) -> list[tuple[str, nn.Module]]:
+        """Every leaf module ``(path, module)`` in forward order (weighted layers and the ops between them)."""
+        return list(self._leaves)
+
     def __len__(self) -> int:
         return len(self.layers)
 

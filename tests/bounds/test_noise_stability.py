@@ -1,5 +1,6 @@
 """Tests for prunebound.bounds.noise_stability (Arora, Ge, Neyshabur, Zhang 2018)."""
 
+import copy
 import math
 
 import pytest
@@ -13,8 +14,8 @@ import prunebound.bounds.noise_stability as ns
 from prunebound.certificate import _REGISTRY, verify
 from prunebound.data import Dataset, mnist1d, teacher_task
 from prunebound.errors import DataError, InvalidParameterError, UnsupportedLayerError
-from prunebound.network import conv1d_small, mlp
-from prunebound.train import fit
+from prunebound.network import conv1d_small, lenet5, mlp
+from prunebound.train import fit, margins
 
 torch.set_num_threads(1)
 
@@ -198,8 +199,12 @@ def test_certificate_verifies_and_guarantee_implies_margin_relation():
 
 
 def test_errors():
-    with pytest.raises(UnsupportedLayerError):
-        ns.measure_noise_stability(conv1d_small(), torch.randn(3, 40))
+    relu_out = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2), nn.ReLU())
+    with pytest.raises(UnsupportedLayerError):  # logits after a ReLU
+        ns.measure_noise_stability(relu_out, torch.randn(3, 1, 6))
+    no_relu = nn.Sequential(nn.Conv1d(1, 2, 3), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(2, 2))
+    with pytest.raises(UnsupportedLayerError):  # hidden conv layer without a ReLU
+        ns.measure_noise_stability(no_relu, torch.randn(3, 1, 6))
     bad = mlp(3, [4], 2, seed=0)
     with torch.no_grad():
         bad[0].weight[0, 0] = float("nan")
@@ -288,3 +293,140 @@ def test_paper_constant_in_k_is_optimistic_per_pair():
     assert stats.binom.sf(fails[1] - 1, reps, eta) < 0.01  # rate > η is significant
     assert abs(fails[1] / reps - gauss) < 4 * math.sqrt(gauss * (1 - gauss) / reps)
     assert fails[4] <= stats.binom.ppf(0.99, reps, eta)
+
+
+# ------------------------------------------------------------------------------------ convolutional networks
+def _dense_of_conv(conv: nn.Module, in_shape) -> torch.Tensor:
+    """Explicit matrix of a convolution (bias off) by applying torch's own layer to the identity basis."""
+    n = math.prod(in_shape)
+    c = copy.deepcopy(conv).double()
+    c.bias = None
+    with torch.no_grad():
+        return c(torch.eye(n, dtype=torch.float64).reshape(n, *in_shape)).reshape(n, -1).T
+
+
+def _equivalent_mlp(conv_net: nn.Sequential, length: int) -> nn.Sequential:
+    """The fully-connected ReLU net computing the same function as a pooling-free conv net (dense matrices,
+    biases repeated over positions)."""
+    shape, mats, biases = (1, length), [], []
+    for m in conv_net:
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            in_shape = shape if isinstance(m, nn.Conv1d) else (math.prod(shape),)
+            dense = _dense_of_conv(m, in_shape) if isinstance(m, nn.Conv1d) else m.weight.detach().double()
+            out_pos = dense.shape[0] // m.weight.shape[0]
+            mats.append(dense)
+            biases.append(m.bias.detach().double().repeat_interleave(out_pos))
+            shape = (m.weight.shape[0], out_pos)
+    f = mlp(length, [w.shape[0] for w in mats[:-1]], mats[-1].shape[0])
+    lin = [m for m in f if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for layer, w, b in zip(lin, mats, biases):
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+    return f
+
+
+def test_conv_cushions_equal_fc_cushions_of_dense_matrices():
+    # conv1d_small (padding 2, then stride 2 / padding 1) and the MLP of its explicit dense matrices compute the
+    # same function; every noise-stability quantity is a property of the linear maps and must agree.
+    conv = conv1d_small(length=12, n_classes=3, channels=4, seed=1)
+    fc = _equivalent_mlp(conv, 12)
+    x = torch.randn(25, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(conv(x), fc(x), atol=1e-5)
+    rc, rf = ns.per_example_ratios(conv, x), ns.per_example_ratios(fc, x)
+    for name in ("layer", "interlayer", "contraction", "output_norm"):
+        u, v = getattr(rc, name), getattr(rf, name)
+        assert torch.equal(torch.isnan(u), torch.isnan(v)), name
+        m = ~torch.isnan(u) & torch.isfinite(u)
+        assert torch.allclose(u[m], v[m], rtol=1e-4), name
+    sc, sf = ns.measure_noise_stability(conv, x), ns.measure_noise_stability(fc, x)
+    assert sc.widths == sf.widths == (12, 48, 24, 12, 3)
+    assert sc.layer_cushion == pytest.approx(sf.layer_cushion, rel=1e-4)
+    assert sc.cushion_to_top == pytest.approx(sf.cushion_to_top, rel=1e-4)
+    assert sc.activation_contraction == pytest.approx(sf.activation_contraction, rel=1e-4)
+
+
+def test_conv_with_pooling_vectorised_matches_autograd():
+    # LeNet-5 shape (conv, ReLU, max-pool, ..., FC) on 12x12 inputs: the hand-linearised max-pool/ReLU Jacobian
+    # pushes agree with autograd Jacobians of the float64 layers, example by example.
+    net = lenet5(seed=0, input_size=12, n_classes=3)
+    x = torch.randn(5, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    a = ns.per_example_ratios(net, x, chunk_elements=200_000)
+    b = ns.per_example_ratios_loop(net, x)
+    for name in ("layer", "interlayer", "contraction", "output_norm"):
+        u, v = getattr(a, name), getattr(b, name)
+        assert torch.equal(torch.isnan(u), torch.isnan(v)), name
+        m = ~torch.isnan(u)
+        assert torch.allclose(u[m], v[m], rtol=1e-9, atol=1e-12), name
+    assert a.layer.shape == (5, 5) and a.interlayer.shape == (5, 5, 5)
+
+
+def _aligned_conv(channels: int = 32, k: int = 8, length: int = 10, n: int = 30):
+    # rank-one kernels W1 = a (b x 1_k)^T / sqrt(k), W2 = b (a x 1)^T, positive data along b x 1_L: ReLU is the
+    # identity on the data (c = 1) and the layer cushions are close to sqrt(k / L) and 1.
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(channels, generator=g) + 0.1, torch.rand(channels, generator=g) + 0.1
+    a, b = a / a.norm(), b / b.norm()
+    k2 = length - k + 1
+    net = nn.Sequential(nn.Conv1d(channels, channels, k, bias=False), nn.ReLU(),
+                        nn.Conv1d(channels, channels, k2, bias=False), nn.Flatten())
+    with torch.no_grad():
+        net[0].weight.copy_(a[:, None, None] * b[None, :, None].expand(channels, channels, k) / math.sqrt(k))
+        net[2].weight.copy_(b[:, None, None] * a[None, :, None].expand(channels, channels, k2))
+    x = (torch.rand(n, 1, 1, generator=g) + 0.5) * b[None, :, None].expand(n, channels, length)
+    return net, x + 0.05 * torch.rand(n, channels, length, generator=g)
+
+
+def test_conv_compression_meets_promise_and_too_few_is_caught():
+    net, x = _aligned_conv()
+    st = ns.measure_noise_stability(net, x)
+    assert st.activation_contraction == pytest.approx(1.0)
+    assert st.widths == (320, 96, 32)
+    full_ok, few_ok = 0, 0
+    for seed in range(3):
+        cn = ns.compress(net, x, eps=4.0, delta=0.1, seed=seed, stability=st)
+        assert cn.modes == ("project", "project")  # Algorithm 1 on the kernels (k_i < n_i)
+        assert cn.k[0] < 32 * 32 * 8 and cn.k[1] < 32 * 32 * 3
+        full_ok += cn.promise_holds and cn.max_rel_error <= cn.plan.eps
+        few = ns.compress(net, x, eps=4.0, delta=0.1, seed=seed, k=[5, 5], stability=st)
+        few_ok += few.promise_holds
+        assert few.max_rel_error > cn.max_rel_error
+    assert full_ok == 3
+    assert few_ok <= 1
+    # ReLU never switches under small noise on this net: rho is huge (first-order remainder ~ rounding)
+    assert ns.interlayer_smoothness(net, x, noise_scale=1e-3, n_draws=2) > 1e3
+
+
+def test_conv_certificate_verifies_and_comparison_is_finite():
+    sp = mnist1d(300, 0)
+    f = conv1d_small(length=40, n_classes=10, channels=4, seed=0)
+    fit(f, sp.train, epochs=8, lr=3e-3, optimizer="adam", seed=0)
+    cert = ns.certify_arora2018(f, sp.train, delta=0.05, seed=3, bits_grid=(4, 8))
+    assert 0 <= cert.empirical <= cert.value <= 1
+    assert cert.parts["code_bits"] > 0 and cert.parts["mu_1"] > 0
+    rep = verify(cert, f, sp.train)
+    assert rep.ok, rep.differences
+    # Occam bound on g's own code length and training error (independent recomputation)
+    terms, cn = ns.arora2018_bound(f, sp.train, delta=0.05, seed=3, bits_grid=(4, 8))
+    errs = int((margins(cn.model, sp.train) <= 0).sum())
+    assert terms.value == pytest.approx(ns.occam_bound(errs, len(sp.train), code_bits=cn.code_bits, delta=0.05))
+    logs = ns.comparison_log10(f, sp.train, gamma=cert.parts["gamma"],
+                               stability=ns.measure_noise_stability(f, sp.train, percentile=10))
+    assert all(math.isfinite(v) for v in logs.values())
+    assert logs["params"] == pytest.approx(math.log10(4 * 5 + 4 + 2 * (4 * 4 * 3 + 4) + 40 * 10 + 10))
+
+
+def test_operator_route_reproduces_fc_route_on_mlp():
+    # The operator route used for conv nets (autograd pull-backs for ||J||_F, linearised activation blocks)
+    # run on a fully-connected net gives the FC route's numbers, smoothness included (same noise draws).
+    net = mlp(6, [9, 7], 3, seed=5)
+    x = torch.randn(30, 6, generator=torch.Generator().manual_seed(2))
+    a, b = ns._per_example_ratios_ops(net, x, chunk_elements=300), ns.per_example_ratios(net, x)
+    for name in ("layer", "interlayer", "contraction", "output_norm"):
+        u, v = getattr(a, name), getattr(b, name)
+        assert torch.equal(torch.isnan(u), torch.isnan(v)), name
+        m = ~torch.isnan(u)
+        assert torch.allclose(u[m], v[m], rtol=1e-10, atol=1e-13), name
+    kw = dict(noise_scale=0.05, n_draws=4, delta=0.25, seed=1)
+    assert ns._interlayer_smoothness_ops(net, x, **kw) == pytest.approx(ns.interlayer_smoothness(net, x, **kw),
+                                                                        rel=1e-8)

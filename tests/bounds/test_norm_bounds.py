@@ -10,7 +10,7 @@ from torch import nn
 import prunebound.bounds.norm_bounds as nb
 from prunebound.certificate import _REGISTRY, verify
 from prunebound.data import Dataset, teacher_task
-from prunebound.errors import UnsupportedLayerError
+from prunebound.errors import InvalidParameterError, UnsupportedLayerError
 from prunebound.network import conv1d_small, mlp
 from prunebound.train import fit
 
@@ -106,9 +106,83 @@ def test_bartlett_bound_and_certificates():
 
 
 def test_unsupported_and_parameter_count():
-    with pytest.raises(UnsupportedLayerError):
+    with pytest.raises(InvalidParameterError):  # convolutions need the input shape
         nb.norm_summary(conv1d_small())
+    with pytest.raises(UnsupportedLayerError):  # the explicit NBS bound is for fully-connected nets only
+        nb.neyshabur2018_bound(conv1d_small(), Dataset(torch.randn(5, 40), torch.randint(0, 2, (5,))),
+                               gamma=1.0, delta=0.05)
     net = mlp(4, [3], 2, seed=0)
     assert nb.parameter_count(net) == 4 * 3 + 3 + 3 * 2 + 2
     data = Dataset(torch.randn(5, 4), torch.randint(0, 2, (5,)))
     assert nb.bartlett2017_quantity(net, data, gamma=1.0) > 0
+
+
+def _dense(conv: nn.Module, in_shape) -> np.ndarray:
+    """Explicit matrix of a convolution (bias off) from torch's own layer applied to the identity basis."""
+    n = math.prod(in_shape)
+    c = nn.Conv1d if isinstance(conv, nn.Conv1d) else nn.Conv2d
+    ref = c(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, bias=False).double()
+    with torch.no_grad():
+        ref.weight.copy_(conv.weight.double())
+        return ref(torch.eye(n, dtype=torch.float64).reshape(n, *in_shape)).reshape(n, -1).T.numpy()
+
+
+@pytest.mark.parametrize("conv, in_shape", [
+    (nn.Conv1d(3, 4, 5, stride=2, padding=3, dilation=2), (3, 13)),
+    (nn.Conv1d(2, 3, 3), (2, 9)),  # no padding: ||A||_F = sqrt(#positions) ||W||_F
+    (nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 2)), (2, 7, 5)),
+])
+def test_conv_operator_norms_match_dense_matrix(conv, in_shape):
+    torch.manual_seed(0)
+    seq = nn.Sequential(conv, nn.ReLU(), nn.Flatten())
+    with torch.no_grad():
+        out = seq(torch.zeros(1, *in_shape))
+    seq.append(nn.Linear(out.shape[1], 2))
+    _, ops, _ = nb.network_operators(seq, input_shape=in_shape)
+    op, A = ops[0], _dense(conv, in_shape)
+    assert op.n_in == A.shape[1] and op.n_out == A.shape[0]
+    assert op.frobenius() == pytest.approx(np.linalg.norm(A), rel=1e-12)
+    assert op.row_norms_sq().numpy() == pytest.approx((A**2).sum(1), rel=1e-12, abs=1e-15)
+    assert op.l21() == pytest.approx(np.linalg.norm(A, axis=1).sum(), rel=1e-12)
+    assert op.spectral() == pytest.approx(np.linalg.svd(A, compute_uv=False)[0], rel=1e-8)
+    v = torch.randn(4, *op.out_shape, dtype=torch.float64)
+    np.testing.assert_allclose(op.apply_t(v).reshape(4, -1).numpy(), v.reshape(4, -1).numpy() @ A, atol=1e-12)
+    w = conv.weight.detach().double()
+    if conv.padding in (0, (0,), (0, 0)):
+        positions = op.n_out // conv.out_channels
+        assert op.frobenius() == pytest.approx(math.sqrt(positions) * float(w.norm()), rel=1e-12)
+    else:  # padding drops taps: strictly below sqrt(#positions) ||W||_F
+        assert op.frobenius() < math.sqrt(op.n_out // conv.out_channels) * float(w.norm()) * (1 - 1e-6)
+
+
+def test_conv_quantities_equal_those_of_the_dense_network():
+    # A pooling-free conv net and the MLP of its dense matrices have the same operators: same norms, same
+    # figure quantities.  Overlapping max-pooling multiplies the spectral product by sqrt(#windows per entry).
+    conv = conv1d_small(length=12, n_classes=3, channels=4, seed=2)
+    mats, shape = [], (1, 12)
+    for m in conv:
+        if isinstance(m, nn.Conv1d):
+            mats.append(_dense(m, shape))
+            shape = (m.out_channels, mats[-1].shape[0] // m.out_channels)
+        elif isinstance(m, nn.Linear):
+            mats.append(m.weight.detach().double().numpy())
+    fc = _set(mlp(12, [w.shape[0] for w in mats[:-1]], 3, bias=False), mats)
+    x = torch.randn(20, 12)
+    sc, sf = nb.norm_summary(conv, input_shape=(12,)), nb.norm_summary(fc)
+    assert sc.widths == sf.widths
+    assert sc.spectral == pytest.approx(sf.spectral, rel=1e-5)
+    assert sc.frobenius == pytest.approx(sf.frobenius, rel=1e-5)
+    assert sc.l21 == pytest.approx(sf.l21, rel=1e-5)
+    assert nb.bartlett2017_quantity(conv, x, gamma=0.3) == pytest.approx(nb.bartlett2017_quantity(fc, x, gamma=0.3),
+                                                                         rel=1e-4)
+    assert nb.neyshabur2018_quantity(conv, x, gamma=0.3) == pytest.approx(
+        nb.neyshabur2018_quantity(fc, x, gamma=0.3), rel=1e-4)
+    pooled = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.MaxPool1d(3, stride=1), nn.Flatten(), nn.Linear(12, 2))
+    s = nb.norm_summary(pooled, input_shape=(1, 10))
+    assert s.lipschitz == pytest.approx((math.sqrt(3),))
+    r_a = math.prod(s.spectral) * math.sqrt(3) * sum((b / a) ** (2 / 3) for a, b in zip(s.spectral, s.l21)) ** 1.5
+    assert nb.spectral_complexity_bartlett2017(pooled, input_shape=(1, 10)) == pytest.approx(r_a, rel=1e-12)
+    data = Dataset(x.reshape(20, 1, 12)[:, :, :10], torch.randint(0, 2, (20,)))
+    cert = nb.certify_bartlett2017(pooled, data, delta=0.05, gamma=0.5)
+    assert 0 <= cert.empirical <= cert.value <= 1 and verify(cert, pooled, data).ok
