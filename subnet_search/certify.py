@@ -101,7 +101,14 @@ def target_weights(target: nn.Module | Network) -> list[torch.Tensor]:
 
 
 def pair_error_matrices(u: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``D = [|V U^+ - W|, |V (-U)^+ + W|]`` for a masked pair; checks one input per hidden neuron."""
+    """``D = [V U^+ - W, V (-U)^+ + W]`` for a masked pair; checks one input per hidden neuron.
+
+    With one input per hidden neuron, ``relu(u x_j) = u^+ relu(x_j) + (-u)^+ relu(-x_j)``, so the pair computes
+    ``P relu(x) + N relu(-x)`` with ``P = V U^+``, ``N = V (-U)^+``, while the target is
+    ``W x = W relu(x) - W relu(-x)``. The error is ``D [relu(x); relu(-x)]`` and
+    ``||[relu(x); relu(-x)]|| = ||x||``, hence ``||error|| <= ||D||_2 ||x||``. The signed ``D`` is used because
+    ``||D||_2 <= || |D| ||_2`` (entrywise absolute values can only increase the spectral norm).
+    """
     u, v, w = u.to(torch.float64), v.to(torch.float64), w.to(torch.float64)
     if u.shape[0] != v.shape[1] or v.shape[0] != w.shape[0] or u.shape[1] != w.shape[1]:
         raise DataError(
@@ -111,7 +118,7 @@ def pair_error_matrices(u: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> to
         raise UnsupportedLayerError("the certificate needs each hidden neuron of U to see at most one input")
     p = v @ u.clamp(min=0)
     nn_ = v @ (-u).clamp(min=0)
-    return torch.cat([(p - w).abs(), (nn_ + w).abs()], dim=1)
+    return torch.cat([p - w, nn_ + w], dim=1)
 
 
 def propagate_bound(w_norms, d_norms, radius: float) -> list[float]:

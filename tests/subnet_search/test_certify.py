@@ -83,3 +83,22 @@ def test_shape_mismatch_is_reported():
     target = mlp(3, [6], 2, bias=False, seed=1)
     with pytest.raises(DataError):
         approximation_error(target, mlp(3, [6], 2, bias=False), radius=1.0, n_samples=10)
+
+
+def test_signed_pair_error_bounds_the_output_error():
+    """||V relu(U x) - W x|| <= ||D||_2 ||x|| with the signed D, which is never looser than |D|."""
+    g = torch.Generator().manual_seed(3)
+    d_in, n, d_out = 4, 3, 5
+    h = 2 * n * d_in
+    u = torch.zeros(h, d_in, dtype=torch.float64)
+    u[torch.arange(h), torch.arange(h) // (2 * n)] = torch.randn(h, generator=g, dtype=torch.float64)
+    v = torch.randn(d_out, h, generator=g, dtype=torch.float64)
+    w = torch.randn(d_out, d_in, generator=g, dtype=torch.float64)
+    d = pair_error_matrices(u, v, w)
+    x = torch.randn(20_000, d_in, generator=g, dtype=torch.float64)
+    err = ((x @ u.T).clamp(min=0) @ v.T - x @ w.T).norm(dim=1)
+    bound = torch.linalg.matrix_norm(d, ord=2) * x.norm(dim=1)
+    assert bool((err <= bound * (1 + 1e-12)).all())
+    assert float(torch.linalg.matrix_norm(d, ord=2)) <= float(torch.linalg.matrix_norm(d.abs(), ord=2)) + 1e-12
+    # not vacuous: [relu(x); relu(-x)] has complementary supports, so equality need not hold, but it comes close
+    assert float((err / bound).max()) > 0.5
