@@ -16,7 +16,7 @@ Pipeline (Deep Compression, Han, Mao & Dally, ICLR 2016, Sec. 3-4):
    bitmap, whichever is shorter), centroid indices, raw biases. Symbols are entropy coded with canonical
    Huffman codes (code lengths transmitted) or with a range coder (symbol counts transmitted).
 
-Bitstream format (version 1), all integers MSB-first; ``delta(x)`` is the Elias delta code of ``x >= 1``,
+Bitstream format (version 2), all integers MSB-first; ``delta(x)`` is the Elias delta code of ``x >= 1``,
 ``gamma(x)`` the Elias gamma code (Elias 1975)::
 
     magic "PBC" (24) | version (8) | crc32 of the bytes after the first 8 (32) | coder (1) | dtype (2)
@@ -26,7 +26,8 @@ Bitstream format (version 1), all integers MSB-first; ``delta(x)`` is the Elias 
         if 0 < m < numel: mode (1): 0 -> bitmap (numel bits)
                                     1 -> gamma(b) | delta(n_escapes + 1) | symbol stream over 2^b symbols
         if K > 1:      symbol stream of m centroid indices over K symbols
-        if has_bias:   raw bias values (float32 / float64)
+        if has_bias:   half (1) | bias values: raw float16 if half = 1 (every bias is exactly a float16),
+                       else raw float32 / float64
     symbol stream (Huffman): gamma(Lmax + 1) | if Lmax == 0: the single symbol (ceil log2 A bits)
                              else A code lengths of bit_length(Lmax) bits each | canonical codes
     symbol stream (range):   A counts as delta(count + 1) | delta(n_bytes + 1) | the range coder bytes
@@ -95,7 +96,7 @@ __all__ = [
 
 MAX_CODEBOOK = 2**16  # more distinct values per layer than this: "not quantized"
 _MAGIC = b"PBC"
-_VERSION = 1
+_VERSION = 2
 _CODERS = ("huffman", "arithmetic")
 _DTYPES = (torch.float32, torch.float64)
 _MAX_GAP_BITS = 12
@@ -243,15 +244,16 @@ def _bits_for(bits: int | Mapping[str, int], path: str) -> int:
     return b
 
 
-def quantize_module(module: nn.Module | Network, *, bits: int | dict[str, int] = 4, iters: int = 20
-                    ) -> QuantizeReport:
+def quantize_module(module: nn.Module | Network, *, bits: int | dict[str, int] = 4, iters: int = 20,
+                    half_bias: bool = False) -> QuantizeReport:
     """Per-layer weight sharing (Deep Compression, Han et al. 2016, Sec. 3), in place.
 
     For every weighted layer, the surviving weights (mask 1 and nonzero) are clustered with
     :func:`kmeans_1d` (linear init, ``iters`` Lloyd steps) into ``k = min(2^bits, #distinct values)``
     clusters and replaced by their centroid (rounded to the layer's dtype). Pruned layers are written
     through ``weight_orig``; masks and zero weights are unchanged. ``bits`` is one int or a mapping from layer
-    path to int. Returns a :class:`QuantizeReport` with per-layer ``k``, centroids and distortion (MSE).
+    path to int. With ``half_bias=True`` the biases are also rounded to float16 (the encoder then stores them in
+    16 bits instead of 32). Returns a :class:`QuantizeReport` with per-layer ``k``, centroids and distortion (MSE).
     """
     net = _inplace_network(module)
     net.check_finite()
@@ -280,6 +282,11 @@ def quantize_module(module: nn.Module | Network, *, bits: int | dict[str, int] =
         dist = float(((vals - qd) ** 2).mean())
         stored = tuple(float(x) for x in torch.unique(qd).tolist())
         per[ly.path] = LayerQuantization(ly.path, k, stored, dist, int(idx.numel()))
+    if half_bias:
+        with torch.no_grad():
+            for ly in net.layers:
+                if ly.bias is not None:
+                    ly.bias.copy_(ly.bias.to(torch.float16).to(ly.bias.dtype))
     return QuantizeReport(per, used_bits, iters)
 
 
@@ -982,7 +989,10 @@ def _encode(module: nn.Module | Network, coder: str) -> BitWriter:
                 _write_stream(w, idx.reshape(-1).astype(np.int64), K, coder, table_part="tables")
         if has_bias:
             w.part = "bias"
-            w.write_bytes(ly.bias.detach().cpu().numpy().astype(np_dt).tobytes())
+            b = ly.bias.detach().cpu().numpy()
+            half = bool(np.array_equal(b.astype(np.float16).astype(b.dtype), b))
+            w.write(int(half), 1)
+            w.write_bytes(b.astype(">f2" if half else np_dt).tobytes())
     w.layer = None
     w.part = "header"
     return w
@@ -1141,7 +1151,8 @@ def _decode_into(net: Network, blob: bytes) -> nn.Module:
             flat[pos] = book[idx]
         bias = None
         if has_bias:
-            bias = np.frombuffer(r.read_bytes(ly.bias.numel() * nb), dtype=np_dt).astype(flat.dtype)
+            bdt = np.dtype(">f2") if r.read(1) else np_dt
+            bias = np.frombuffer(r.read_bytes(ly.bias.numel() * bdt.itemsize), dtype=bdt).astype(flat.dtype)
         with torch.no_grad():
             ly.module.weight.copy_(torch.from_numpy(flat).reshape(ly.module.weight.shape))
             if bias is not None:

@@ -425,7 +425,7 @@ def test_roundtrip_special_layers(coder):
         m[6].weight[2, 0] = -0.0
     apply_masks(m, {net.layers[3].path: (torch.arange(80).reshape(4, 20) % 3 != 0).float()})
     cl = code_length_bits(m, coder=coder)
-    assert cl.per_layer["0"] - 32 * 20 == 2 + elias_delta_bits(240) + 1  # flags, numel, m = 0; raw bias
+    assert cl.per_layer["0"] - 32 * 20 == 2 + elias_delta_bits(240) + 1 + 1  # flags, numel, m = 0; half flag, raw bias
     _roundtrip(m, coder)
     # unpruned layer with zeros and a no-bias float64 model
     m2 = mlp(7, [9], 3, bias=False, seed=1).double()
@@ -469,7 +469,7 @@ def test_code_length_parts_and_choices():
     assert cl.parts["positions"] < 0.5 * 100 * 50
     assert cl.parts["indices"] <= nnz * math.ceil(math.log2(k))
     assert cl.parts["codebook"] == 32 * k
-    assert cl.parts["bias"] == 32 * 50
+    assert cl.parts["bias"] == 32 * 50 + 1  # float32 biases and the "half" flag
     assert 8 * len(encode(m)) - 7 <= cl.total_bits <= 8 * len(encode(m))
     assert cl.to_dict()["total_bits"] == cl.total_bits
 
@@ -539,3 +539,23 @@ def test_corrupt_truncated_and_mismatched_blobs():
             except DataError:
                 continue
             assert isinstance(out, nn.Module)
+
+
+def test_half_bias_round_trip_and_saves_16_bits_per_bias():
+    from prunebound.coding import code_length_bits, decode, encode, quantize_module
+    from prunebound.network import apply_masks, architecture, mlp
+
+    m = mlp(6, [5], 3, seed=0)
+    apply_masks(m, {"0": (torch.rand(5, 6, generator=torch.Generator().manual_seed(0)) > 0.5).float()})
+    quantize_module(m, bits=2)
+    full = code_length_bits(m)
+    quantize_module(m, bits=2, half_bias=True)
+    half = code_length_bits(m)
+    n_bias = 5 + 3
+    assert full.total_bits - half.total_bits == 16 * n_bias
+    assert half.parts["bias"] == 16 * n_bias + 2  # one "half" flag per layer
+    back = decode(encode(m), architecture(m))
+    x = torch.randn(4, 6)
+    assert torch.equal(back(x), m(x))
+    for a, b in ((back[0].bias, m[0].bias), (back[2].bias, m[2].bias)):
+        assert torch.equal(a, b)
