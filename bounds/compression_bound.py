@@ -37,7 +37,6 @@ Carlo, so that certificates are deterministic and reproducible.
 
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 from collections.abc import Callable, Sequence
@@ -58,7 +57,7 @@ from prunebound.errors import (
     check_positive_int,
     check_probability,
 )
-from prunebound.network import Network, is_pruned, remove_masks
+from prunebound.network import Network, clone, is_pruned, remove_masks
 from prunebound.train import check_compatible, evaluate
 
 __all__ = [
@@ -298,7 +297,7 @@ def monte_carlo_error(
     of ``m`` errors in [0, 1]; reproducible for a given ``seed``."""
     m = check_positive_int("m", m)
     check_compatible(module, data)
-    work = copy.deepcopy(module)
+    work = clone(module)
     net = Network.from_module(work)
     remove_masks(net)
     net = Network.from_module(net.module)

@@ -38,7 +38,7 @@ from prunebound.bounds.kl import kl_inverse_upper
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
 from prunebound.data import Dataset
 from prunebound.errors import DataError, InvalidParameterError, check_positive_int, check_probability
-from prunebound.network import Network, is_pruned
+from prunebound.network import Network, is_pruned, refresh_masked_weights
 from prunebound.train import evaluate
 
 __all__ = ["code_bits", "coreset_compress", "coreset_bound", "certify_coreset"]
@@ -83,11 +83,9 @@ def coreset_compress(module: nn.Module, data, *, method: str = "corenet", seed: 
             m = ly.module
             tgt = m.weight_orig if is_pruned(m) else m.weight
             tgt.copy_(tgt.to(torch.float16).to(tgt.dtype))
-            if is_pruned(m):
-                m.weight = m.weight_orig * m.weight_mask
             if m.bias is not None:
                 m.bias.copy_(m.bias.to(torch.float16).to(m.bias.dtype))
-    return net.module, guarantee
+    return refresh_masked_weights(net.module), guarantee
 
 
 def coreset_bound(module: nn.Module, data: Dataset, *, delta: float, value_bits: int = 16) -> BoundTerms:

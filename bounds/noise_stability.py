@@ -83,7 +83,6 @@ with ``h^i = C_out x #positions``:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,7 +108,7 @@ from prunebound.errors import (
     check_positive_int,
     check_probability,
 )
-from prunebound.network import Network
+from prunebound.network import Network, clone, refresh_masked_weights
 from prunebound.train import margins
 
 __all__ = [
@@ -734,15 +733,13 @@ class CompressedNetwork:
 
 
 def _build(net: Network, mats: Sequence[torch.Tensor]) -> nn.Module:
-    g = copy.deepcopy(net.module)
+    g = clone(net.module)
     gnet = Network.from_module(g)
     with torch.no_grad():
         for ly, a in zip(gnet.layers, mats):
             target = ly.module.weight_orig if hasattr(ly.module, "weight_orig") else ly.module.weight
             target.copy_(a.reshape(target.shape).to(target.dtype))
-            if hasattr(ly.module, "weight_mask"):
-                ly.module.weight = ly.module.weight_orig * ly.module.weight_mask
-    return g
+    return refresh_masked_weights(g)
 
 
 def _errors(f_out: torch.Tensor, g: nn.Module, x: torch.Tensor) -> tuple[float, float]:

@@ -12,7 +12,6 @@ Plumbing: :func:`prepare` validates arguments and deep-copies the module (the in
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from prunebound.errors import (
     check_positive_int,
     check_probability,
 )
-from prunebound.network import Network, apply_masks, is_pruned
+from prunebound.network import Network, apply_masks, clone, is_pruned, refresh_masked_weights
 
 __all__ = ["prune", "METHODS", "prepare", "set_layer", "sensitivity_batch", "finish", "require_linear"]
 
@@ -57,7 +56,7 @@ def prepare(module: nn.Module, data, *, eps: float | None, delta: float
     check_probability("delta", delta)
     check_finite_module(module)
     x = _inputs_of(data) if data is not None else None
-    net = Network.from_module(copy.deepcopy(module))
+    net = Network.from_module(clone(module))
     before = sum(int((ly.weight != 0).sum()) for ly in net.layers)
     if before == 0:
         raise InvalidParameterError("module has no non-zero weights; nothing to prune")
@@ -89,7 +88,7 @@ def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor
     apply_masks(net, {ly.path: mask.to(ly.weight.dtype)})
     with torch.no_grad():
         m.weight_orig.copy_(weight.reshape(m.weight_orig.shape).to(m.weight_orig.dtype))
-        m.weight = m.weight_orig * m.weight_mask
+    refresh_masked_weights(m)
 
 
 def finish(net: Network, before: int, *, method: str, eps: float | None, delta: float,
@@ -99,9 +98,7 @@ def finish(net: Network, before: int, *, method: str, eps: float | None, delta: 
     for ly in net.layers:
         if not is_pruned(ly.module):
             apply_masks(net, {ly.path: torch.ones_like(ly.weight)})
-    with torch.no_grad():  # detach the cached masked weights so the result can be deep-copied
-        for ly in net.layers:
-            ly.module.weight = (ly.module.weight_orig * ly.module.weight_mask).detach()
+    refresh_masked_weights(net.module)  # detached cached weights: the result can be deep-copied
     kept = sum(int((ly.weight != 0).sum()) for ly in net.layers)
     g = Guarantee(method=method, eps=None if eps is None else float(eps), delta=float(delta),
                   layers=tuple(ly.path for ly in net.layers), eps_per_layer=tuple(float(e) for e in eps_l),

@@ -70,6 +70,7 @@ from prunebound.network import (
     apply_masks,
     build_architecture,
     is_pruned,
+    refresh_masked_weights,
 )
 
 __all__ = [
@@ -227,8 +228,7 @@ def _write_weights(m: nn.Module, flat_index: torch.Tensor, values: torch.Tensor)
     with torch.no_grad():
         t = target.data.view(-1)
         t[flat_index] = values.to(t.dtype)
-        if is_pruned(m):
-            m.weight = m.weight_orig * m.weight_mask
+    refresh_masked_weights(m)
 
 
 def _bits_for(bits: int | Mapping[str, int], path: str) -> int:

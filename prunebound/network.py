@@ -44,6 +44,7 @@ __all__ = [
     "SparsityReport",
     "fold_batchnorm",
     "clone",
+    "refresh_masked_weights",
     "to_vector",
     "load_vector",
     "apply_masks",
@@ -317,6 +318,19 @@ class Network:
 
 
 # ---------------------------------------------------------------------- copying
+def refresh_masked_weights(module: nn.Module) -> nn.Module:
+    """Recompute the cached ``weight = weight_orig * weight_mask`` (detached) of every pruned submodule.
+
+    ``torch.nn.utils.prune`` refreshes this cache only at the next forward pass, so call this after editing
+    ``weight_orig`` in place; the detached cache also keeps the module deep-copyable. Returns the module.
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            if is_pruned(m):
+                m.weight = (m.weight_orig * m.weight_mask).detach()
+    return module
+
+
 def clone(module: nn.Module) -> nn.Module:
     """A deep copy that also works for ``torch.nn.utils.prune``-pruned modules.
 
@@ -324,11 +338,7 @@ def clone(module: nn.Module) -> nn.Module:
     ``weight = weight_orig * weight_mask`` is a non-leaf tensor. The cached weight is recomputed detached first
     (same values; the prune hook recomputes it at every forward anyway).
     """
-    for m in module.modules():
-        if is_pruned(m):
-            with torch.no_grad():
-                m.weight = (m.weight_orig * m.weight_mask).detach()
-    return copy.deepcopy(module)
+    return copy.deepcopy(refresh_masked_weights(module))
 
 
 # ---------------------------------------------------------------------- batch-norm folding

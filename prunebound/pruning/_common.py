@@ -7,7 +7,6 @@ outgoing columns in the next weighted layer), fine-tuning with masks fixed, and 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ from torch import nn
 
 from prunebound.data import Dataset
 from prunebound.errors import DataError, InvalidParameterError, check_probability
-from prunebound.network import Network, apply_masks, masks_of
+from prunebound.network import Network, apply_masks, clone, masks_of, refresh_masked_weights
 from prunebound.pruning.report import PruneReport
 
 SCOPES = ("layer", "global")
@@ -26,17 +25,7 @@ def prepare(module: nn.Module) -> Network:
     """Deep-copy ``module`` (the caller's model is never modified), validate it and wrap it."""
     if not isinstance(module, nn.Module):
         raise InvalidParameterError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-    try:
-        dup = copy.deepcopy(module)
-    except RuntimeError:
-        # a pruned model used in a grad-mode forward caches a non-leaf `weight`; refresh that cache
-        # (same values, recomputed from weight_orig * weight_mask on every forward anyway) to copy it
-        with torch.no_grad():
-            for m in module.modules():
-                if hasattr(m, "weight_orig") and hasattr(m, "weight_mask"):
-                    m.weight = m.weight_orig * m.weight_mask
-        dup = copy.deepcopy(module)
-    net = Network.from_module(dup)
+    net = Network.from_module(clone(module))
     net.check_finite()
     return net
 
@@ -194,10 +183,7 @@ def make_report(
     unmasked = {ly.path: torch.ones_like(ly.weight) for ly in net.layers if ly.mask is None}
     if unmasked:  # every weighted layer carries a torch prune mask, even when nothing was removed there
         apply_masks(net.module, unmasked)
-    with torch.no_grad():  # a detached cached weight keeps the module deep-copyable
-        for ly in net.layers:
-            if hasattr(ly.module, "weight_orig"):
-                ly.module.weight = ly.module.weight_orig * ly.module.weight_mask
+    refresh_masked_weights(net.module)  # a detached cached weight keeps the module deep-copyable
     mk = masks_of(net)
     per, zeros, tot = {}, 0, 0
     for ly in net.layers:

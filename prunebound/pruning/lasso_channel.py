@@ -37,7 +37,7 @@ from torch import nn
 
 from prunebound.data import Dataset
 from prunebound.errors import InvalidParameterError, check_positive_int
-from prunebound.network import Network
+from prunebound.network import Network, refresh_masked_weights
 from prunebound.pruning._common import (
     check_sparsity,
     current_masks,
@@ -199,8 +199,7 @@ def lasso_channel(
             with torch.no_grad():
                 t2 = target.data.reshape(target.shape[0], -1)
                 t2[:, kcols] = sol.T.to(t2.dtype)
-            if hasattr(nxt.module, "weight_orig"):
-                nxt.module.weight = nxt.module.weight_orig * nxt.module.weight_mask
+            refresh_masked_weights(nxt.module)
         set_masks(net, unit_masks(net, {li: removed}))
         details[ly.path] = {"lam": lam, "kept": int(len(kept)), "removed": removed.tolist()}
     return make_report(

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from prunebound.data import Dataset
+from prunebound.network import refresh_masked_weights
 from prunebound.pruning._common import (
     check_sparsity,
     current_masks,
@@ -92,8 +93,7 @@ def neuron_merging(
             s[i, i] = inf
             removed.append(j)
             pairs.append([i, j])
-        if hasattr(nxt.module, "weight_orig"):  # refresh the cached masked weight
-            nxt.module.weight = nxt.module.weight_orig * nxt.module.weight_mask
+        refresh_masked_weights(nxt.module)
         set_masks(net, unit_masks(net, {li: torch.tensor(removed, dtype=torch.long)}))
         merges[ly.path] = pairs
     return make_report(
