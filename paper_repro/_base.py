@@ -61,6 +61,13 @@ def check_config(config, cls) -> None:
             raise InvalidParameterError(f"config.{f.name} must not be empty")
 
 
+def check_choices(what: str, values, allowed) -> None:
+    """Raise :class:`InvalidParameterError` unless every one of ``values`` is in ``allowed``."""
+    for v in values:
+        if v not in allowed:
+            raise InvalidParameterError(f"unknown {what} {v!r}; allowed: {', '.join(map(str, allowed))}")
+
+
 def seed_trials(name: str, config) -> list[dict]:
     """One trial per seed in ``config.seeds``: the config's other fields plus ``experiment`` and ``seed``."""
     base = {k: v for k, v in config_dict(config).items() if k != "seeds"}
@@ -76,6 +83,19 @@ def classification_data(t: Mapping):
     if t["dataset"] == "mnist1d":
         return mnist1d(int(t["n_samples"]), seed=0)
     raise InvalidParameterError(f"dataset must be 'digits' or 'mnist1d', got {t['dataset']!r}")
+
+
+def make_run(name: str, run_trial: Callable[[dict], dict], trials: Callable[[Any], list[dict]]):
+    """The ``run(config, out_dir, *, backend, scheduler, n_jobs, progress)`` function of an experiment module:
+    expand ``config`` with ``trials`` and sweep ``run_trial`` over them (see :func:`run_trials`)."""
+
+    def run(config, out_dir, *, backend: str = "local", scheduler=None, n_jobs: int = 1,
+            progress: bool = True) -> list[dict]:
+        return run_trials(name, run_trial, trials(config), config, out_dir, backend=backend, scheduler=scheduler,
+                          n_jobs=n_jobs, progress=progress)
+
+    run.__doc__ = f"Run the ``{name}`` sweep (resumable JSONL in ``out_dir``); returns the result records."
+    return run
 
 
 def run_trials(name: str, run_trial: Callable[[dict], dict], trials: Sequence[dict], config, out_dir,

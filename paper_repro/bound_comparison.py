@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from prunebound.errors import InvalidParameterError
-from prunebound.paper_repro._base import check_config, config_dict, group_by, run_trials, summary, write_outputs
+from prunebound.paper_repro._base import check_config, config_dict, group_by, make_run, summary, write_outputs
 from prunebound.plotting import MARKERS, OKABE_ITO, new_figure, styled
 
 NAME = "bound_comparison"
@@ -246,10 +246,7 @@ def run_trial(t: dict) -> dict:
     return out
 
 
-def run(config: Config, out_dir, *, backend: str = "local", scheduler=None, n_jobs: int = 1,
-        progress: bool = True) -> list[dict]:
-    return run_trials(NAME, run_trial, trials(config), config, out_dir, backend=backend, scheduler=scheduler,
-                      n_jobs=n_jobs, progress=progress)
+run = make_run(NAME, run_trial, trials)
 
 
 def risk_slack(n_test: int) -> float:

@@ -40,10 +40,11 @@ from prunebound.data import Split, digits, mnist1d, teacher_task
 from prunebound.errors import InvalidParameterError
 from prunebound.network import Network, apply_masks, count_nonzero, mlp
 from prunebound.paper_repro._base import (
+    check_choices,
     check_config,
     config_dict,
     group_by,
-    run_trials,
+    make_run,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -104,12 +105,8 @@ def trials(config: Config) -> list[dict]:
     check_config(config, Config)
     from prunebound.coresets import METHODS
 
-    for m in config.methods:
-        if m not in METHODS:
-            raise InvalidParameterError(f"unknown coreset method {m!r}; allowed: {', '.join(METHODS)}")
-    for d in config.datasets:
-        if d not in DATASETS:
-            raise InvalidParameterError(f"unknown dataset {d!r}; allowed: {', '.join(DATASETS)}")
+    check_choices("coreset method", config.methods, METHODS)
+    check_choices("dataset", config.datasets, DATASETS)
     for k in config.keep_ratios:
         if not 0.0 < k <= 1.0:
             raise InvalidParameterError(f"keep_ratios must lie in (0, 1], got {k}")
@@ -213,10 +210,7 @@ def run_trial(t: dict) -> dict:
             "total_weights": total}
 
 
-def run(config: Config, out_dir, *, backend: str = "local", scheduler=None, n_jobs: int = 1,
-        progress: bool = True) -> list[dict]:
-    return run_trials(NAME, run_trial, trials(config), config, out_dir, backend=backend, scheduler=scheduler,
-                      n_jobs=n_jobs, progress=progress)
+run = make_run(NAME, run_trial, trials)
 
 
 def table(results: list[dict]) -> list[dict]:

@@ -26,7 +26,7 @@ from prunebound.paper_repro._base import (
     config_dict,
     group_by,
     log_axis,
-    run_trials,
+    make_run,
     seed_trials,
     stack_over_seeds,
     summary,
@@ -96,10 +96,7 @@ def run_trial(t: dict) -> dict:
             "dense_test_error": evaluate(dense, split.test).error, "final_sparsity": rep.total}
 
 
-def run(config: Config, out_dir, *, backend: str = "local", scheduler=None, n_jobs: int = 1,
-        progress: bool = True) -> list[dict]:
-    return run_trials(NAME, run_trial, trials(config), config, out_dir, backend=backend, scheduler=scheduler,
-                      n_jobs=n_jobs, progress=progress)
+run = make_run(NAME, run_trial, trials)
 
 
 def table(results: list[dict]) -> list[dict]:

@@ -34,7 +34,7 @@ from prunebound.paper_repro._base import (
     config_dict,
     group_by,
     log_axis,
-    run_trials,
+    make_run,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -133,10 +133,7 @@ def run_trial(t: dict) -> dict:
     return out
 
 
-def run(config: Config, out_dir, *, backend: str = "local", scheduler=None, n_jobs: int = 1,
-        progress: bool = True) -> list[dict]:
-    return run_trials(NAME, run_trial, trials(config), config, out_dir, backend=backend, scheduler=scheduler,
-                      n_jobs=n_jobs, progress=progress)
+run = make_run(NAME, run_trial, trials)
 
 
 def table(results: list[dict]) -> list[dict]:

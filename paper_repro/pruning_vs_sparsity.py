@@ -52,10 +52,11 @@ from prunebound.data import digits, mnist1d
 from prunebound.errors import InvalidParameterError
 from prunebound.network import Network, masks_of, mlp, sparsity
 from prunebound.paper_repro._base import (
+    check_choices,
     check_config,
     config_dict,
     group_by,
-    run_trials,
+    make_run,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -135,9 +136,7 @@ class Config:
 
 def trials(config: Config) -> list[dict]:
     check_config(config, Config)
-    for m in config.methods:
-        if m not in METHODS:
-            raise InvalidParameterError(f"unknown pruning method {m!r}; allowed: {', '.join(METHODS)}")
+    check_choices("pruning method", config.methods, METHODS)
     for s in config.sparsities:
         if not 0.0 <= s < 1.0:
             raise InvalidParameterError(f"sparsities must lie in [0, 1), got {s}")
@@ -286,10 +285,7 @@ def run_trial(t: dict) -> dict:
             "from_init": t["method"] in FROM_INIT}
 
 
-def run(config: Config, out_dir, *, backend: str = "local", scheduler=None, n_jobs: int = 1,
-        progress: bool = True) -> list[dict]:
-    return run_trials(NAME, run_trial, trials(config), config, out_dir, backend=backend, scheduler=scheduler,
-                      n_jobs=n_jobs, progress=progress)
+run = make_run(NAME, run_trial, trials)
 
 
 def family(method: str) -> str:

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunebound.errors import InvalidParameterError
 from prunebound.network import mlp
 from prunebound.paper_repro._base import (
+    check_choices,
     check_config,
     config_dict,
     group_by,
-    run_trials,
+    make_run,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -73,9 +73,7 @@ class Config:
 
 def trials(config: Config) -> list[dict]:
     check_config(config, Config)
-    for m in config.methods:
-        if m not in METHODS:
-            raise InvalidParameterError(f"unknown construction {m!r}; allowed: {', '.join(METHODS)}")
+    check_choices("construction", config.methods, METHODS)
     base = {k: v for k, v in config_dict(config).items() if k not in ("methods", "seeds")}
     return [{"experiment": NAME, **base, "method": m, "seed": s}
             for s in config.seeds for m in config.methods]
@@ -102,10 +100,7 @@ def run_trial(t: dict) -> dict:
     return out
 
 
-def run(config: Config, out_dir, *, backend: str = "local", scheduler=None, n_jobs: int = 1,
-        progress: bool = True) -> list[dict]:
-    return run_trials(NAME, run_trial, trials(config), config, out_dir, backend=backend, scheduler=scheduler,
-                      n_jobs=n_jobs, progress=progress)
+run = make_run(NAME, run_trial, trials)
 
 
 def table(results: list[dict]) -> list[dict]:
