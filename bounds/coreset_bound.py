@@ -34,7 +34,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from prunebound.bounds.kl import kl_inverse_upper
+from prunebound.bounds.pac_bayes import occam_bound
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
 from prunebound.data import Dataset
 from prunebound.errors import DataError, InvalidParameterError, check_positive_int, check_probability
@@ -106,10 +106,10 @@ def coreset_bound(module: nn.Module, data: Dataset, *, delta: float, value_bits:
     code = code_bits(module, value_bits=value_bits)
     n = len(data)
     err = float(evaluate(module, data).error)
+    occ = occam_bound(err, code["bits"], n, delta=delta, form="kl")
     rhs = (code["bits"] * math.log(2) + math.log(1 / delta)) / n
-    value = float(kl_inverse_upper(err, rhs))
     parts = {**code, "kl_rhs": rhs, "ln_1_over_delta": math.log(1 / delta), "n": float(n)}
-    return BoundTerms(value=value, empirical=err, complexity=value - err, parts=parts)
+    return BoundTerms(value=occ.value, empirical=err, complexity=occ.value - err, parts=parts)
 
 
 def certify_coreset(module: nn.Module, data: Dataset, *, delta: float, seed: int | None = 0,

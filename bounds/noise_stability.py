@@ -99,6 +99,7 @@ from prunebound.bounds.norm_bounds import (
     neyshabur2018_quantity,
     parameter_count,
 )
+from prunebound.bounds.pac_bayes import occam_bound as pac_bayes_occam
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
 from prunebound.data import Dataset
 from prunebound.errors import (
@@ -819,9 +820,9 @@ def occam_bound(errors: int, m: int, *, code_bits: float, delta: float, method: 
     check_probability("delta", delta)
     if not 0 <= errors <= m:
         raise InvalidParameterError(f"errors must be in [0, m={m}], got {errors}")
-    ln_d = math.log(delta) - code_bits * math.log(2.0)
     if method == "hoeffding":
-        return min(1.0, errors / m + math.sqrt(-ln_d / (2 * m)))
+        return min(1.0, pac_bayes_occam(errors / m, code_bits, m, delta=delta, form="hoeffding").value)
+    ln_d = math.log(delta) - code_bits * math.log(2.0)
     if method != "binomial":
         raise InvalidParameterError(f"method must be 'binomial' or 'hoeffding', got {method!r}")
     if errors >= m:
