@@ -49,6 +49,7 @@ from torch import nn
 
 from prunebound.bounds.pac_bayes import kl_bound, occam_bound, sample_convergence_bound, split_delta
 from prunebound.certificate import BoundTerms, Certificate, make_certificate
+from prunebound.coding import huffman_code_lengths
 from prunebound.data import Dataset
 from prunebound.errors import (
     DataError,
@@ -154,12 +155,7 @@ def huffman_lengths(counts: Sequence[int]) -> np.ndarray:
 
 
 def _coder_huffman_lengths(counts: np.ndarray) -> np.ndarray:
-    """Codeword lengths the encoder uses (``prunebound.coding.huffman_code_lengths``, same tie-breaking), or
-    :func:`huffman_lengths` when the coding module is unavailable."""
-    try:
-        from prunebound.coding import huffman_code_lengths
-    except ImportError:  # pragma: no cover - coding module absent
-        return huffman_lengths(counts).astype(np.float64)
+    """Codeword lengths the encoder uses (:func:`prunebound.coding.huffman_code_lengths`; unused symbols get 0)."""
     return np.asarray(huffman_code_lengths(counts), dtype=np.float64)
 
 

@@ -2,7 +2,7 @@
 
 1. Generate MNIST-1D offline (``mnist1d.data.make_dataset``) and train a one-hidden-layer MLP.
 2. For a grid of sparsities: global magnitude pruning (Han et al. 2015) with masked fine-tuning, then k-means
-   weight sharing (Deep Compression) so the model has a short exact code.
+   weight sharing (Deep Compression, 4-bit) and float16 biases, so the model has a short exact code.
 3. Certify each compressed model with the Occam bound (kl-inverse form) on its exact code length in bits
    (``prunebound.bounds.certify(..., method="occam")``), the grid of sparsities paid for in δ (δ / |grid|), and
    keep the best certificate.

@@ -10,6 +10,8 @@ of the layers below, and exposes
 * pruning masks that follow ``torch.nn.utils.prune`` conventions (``weight_orig`` * ``weight_mask``), so a
   pruned model stays an ordinary PyTorch model (:func:`apply_masks`, :func:`masks_of`, :func:`remove_masks`);
 * parameter counts (:func:`count_parameters`, :func:`count_nonzero`, :func:`sparsity`);
+* :func:`clone` (a deep copy that works on pruned modules) and :func:`refresh_masked_weights` (recompute the cached
+  ``weight_orig * weight_mask`` after editing ``weight_orig`` in place);
 * a small model zoo (:func:`mlp`, :func:`lenet300_100`, :func:`lenet5`, :func:`conv1d_small`).
 
 Supported layers: ``Linear``, ``Conv1d``, ``Conv2d``, ``ReLU``, ``MaxPool1d/2d``, ``AvgPool1d/2d``,
