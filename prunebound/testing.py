@@ -16,6 +16,7 @@ conservative in the bound's favour.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,6 +30,8 @@ from prunebound.data import Dataset, TeacherTask
 from prunebound.errors import InvalidParameterError, check_positive_int, check_probability
 
 __all__ = ["CoverageResult", "coverage", "binomial_upper_pvalue"]
+
+log = logging.getLogger(__name__)
 
 MakeBound = Callable[[Dataset, int], "tuple[nn.Module, float]"]
 RiskFn = Callable[[nn.Module, TeacherTask, int, torch.Generator], float]
@@ -139,5 +142,9 @@ def coverage(
         raise InvalidParameterError("make_bound returned a non-finite bound")
     v = sum(b < r - slack for b, r in out)
     ratios = np.array([b / r if r > 0 else np.inf for b, r in out])
-    return CoverageResult(int(v), reps, float(delta), binomial_upper_pvalue(int(v), reps, delta), bounds, risks,
-                          float(np.mean(ratios)), float(np.median(ratios)))
+    res = CoverageResult(int(v), reps, float(delta), binomial_upper_pvalue(int(v), reps, delta), bounds, risks,
+                         float(np.mean(ratios)), float(np.median(ratios)))
+    log.info("coverage of %s: %d/%d violations at delta=%g, one-sided binomial p=%.3g, median bound/risk %.3g",
+             getattr(make_bound, "__name__", type(make_bound).__name__), res.violations, reps, delta, res.p_value,
+             res.median_ratio)
+    return res
