@@ -42,10 +42,8 @@ from prunebound.errors import (
 from prunebound.network import (
     Network,
     apply_masks,
-    architecture,
-    build_architecture,
-    load_vector,
-    to_vector,
+    clone,
+    remove_masks,
 )
 
 __all__ = ["EdgePopupResult", "edge_popup", "GreedySelectionResult", "greedy_forward_selection",
@@ -53,12 +51,9 @@ __all__ = ["EdgePopupResult", "edge_popup", "GreedySelectionResult", "greedy_for
 
 
 def _clone(module: nn.Module) -> nn.Module:
-    """An unpruned copy holding the *effective* weights (``copy.deepcopy`` fails on pruned modules, whose
-    ``weight`` is a non-leaf tensor). BatchNorm is folded by :meth:`Network.from_module`."""
-    net = Network.from_module(module)
-    m = build_architecture(architecture(net.module)).to(net.layers[0].weight.dtype)
-    load_vector(m, to_vector(net))
-    return m
+    """An unpruned copy holding the *effective* weights (masks made permanent); BatchNorm is folded by
+    :meth:`Network.from_module`."""
+    return remove_masks(clone(Network.from_module(module).module))
 
 
 class _TopKSTE(torch.autograd.Function):
