@@ -72,7 +72,10 @@ __all__ = [
     "occam_compression_bound",
     "zhou2019_bound",
     "occam_certificate",
+    "occam_encoded_certificate",
+    "occam_declared_bits_certificate",
     "zhou2019_certificate",
+    "zhou2019_encoded_certificate",
 ]
 
 _LN2 = math.log(2.0)
@@ -416,6 +419,13 @@ def zhou2019_bound(
     )
 
 
+_DECLARED_NOTE = (
+    "UNVERIFIABLE: the code length bits={bits} was declared by the user, not computed by the encoder; "
+    "verify cannot check it. The bound holds only if a prefix-free code fixed before seeing the data "
+    "describes this model in that many bits."
+)
+
+
 def occam_certificate(
     module: nn.Module,
     data: Dataset,
@@ -425,21 +435,35 @@ def occam_certificate(
     bits: float | None = None,
     form: str = "kl",
 ) -> Certificate:
-    """Certificate (kind ``"occam"``) for :func:`occam_compression_bound`; recomputable by ``verify``."""
+    """Certificate for :func:`occam_compression_bound`.
+
+    Without ``bits`` (the normal case) the code length is the exact length of
+    :func:`prunebound.coding.encode` and the kind is ``"occam"``: :func:`~prunebound.certificate.verify`
+    re-encodes the model.  With a user-declared ``bits`` the kind is ``"occam_declared_bits"``, registered as
+    *unverifiable*: the certificate, its summary and ``verify`` all say that the code length is a claim.
+    """
     terms = occam_compression_bound(module, data, delta=delta, bits=bits, form=form)
-    params = {"form": form}
-    if bits is not None:
+    params: dict = {"form": form}
+    if bits is None:
+        kind, note, verifiable = "occam", "Occam bound on the deterministic compressed model (prior 2^-bits, " \
+            "bits = exact length of prunebound.coding.encode)", True
+    else:
         params["bits"] = float(bits)
-    return make_certificate(
-        "occam",
-        terms,
-        module,
-        data,
-        delta=delta,
-        seed=seed,
-        params=params,
-        note="Occam bound on the deterministic compressed model (prior 2^-bits)",
-    )
+        kind, note, verifiable = "occam_declared_bits", _DECLARED_NOTE.format(bits=float(bits)), False
+    return make_certificate(kind, terms, module, data, delta=delta, seed=seed, params=params, note=note,
+                            verifiable=verifiable)
+
+
+def occam_encoded_certificate(module: nn.Module, data: Dataset, *, delta: float = 0.05, seed: int | None = None,
+                              form: str = "kl") -> Certificate:
+    """The ``"occam"`` certifier: code length always from the encoder (a ``bits`` parameter is refused)."""
+    return occam_certificate(module, data, delta=delta, seed=seed, form=form)
+
+
+def occam_declared_bits_certificate(module: nn.Module, data: Dataset, *, delta: float = 0.05,
+                                    seed: int | None = None, bits: float, form: str = "kl") -> Certificate:
+    """The ``"occam_declared_bits"`` certifier (unverifiable): the Occam bound with a user-declared code length."""
+    return occam_certificate(module, data, delta=delta, seed=seed, bits=bits, form=form)
 
 
 def zhou2019_certificate(
@@ -456,8 +480,11 @@ def zhou2019_certificate(
     index_code: str | Sequence[Sequence[float]] = "huffman",
     max_codebook: int = 256,
 ) -> Certificate:
-    """Certificate (kind ``"zhou2019"``) for :func:`zhou2019_bound`; the risk bounded is the noisy
-    posterior's."""
+    """Certificate for :func:`zhou2019_bound`; the risk bounded is the noisy posterior's.
+
+    Kind ``"zhou2019"`` when every code length comes from the encoder (``bits=None`` and ``index_code``
+    ``"huffman"`` or ``"none"``); otherwise ``"zhou2019_declared_code"``, registered as unverifiable.
+    """
     if len(data) == 0:  # pragma: no cover - Dataset forbids it
         raise DataError("empty data")
     terms = zhou2019_bound(
@@ -483,15 +510,30 @@ def zhou2019_certificate(
         else [list(map(float, x)) for x in index_code],
         "max_codebook": max_codebook,
     }
-    if bits is not None:
-        params["bits"] = float(bits)
-    return make_certificate(
-        "zhou2019",
-        terms,
-        module,
-        data,
-        delta=delta,
-        seed=seed,
-        params=params,
-        note="Zhou et al. 2019 PAC-Bayes compression bound (risk of the noisy posterior)",
-    )
+    kind, note, verifiable = "zhou2019", "Zhou et al. 2019 PAC-Bayes compression bound (risk of the noisy " \
+        "posterior; code lengths from prunebound.coding's encoder)", True
+    if bits is not None or not (isinstance(index_code, str) and index_code in ("huffman", "none")):
+        # a declared code length, or index codeword lengths that are not the encoder's: a claim
+        if bits is not None:
+            params["bits"] = float(bits)
+        kind, verifiable = "zhou2019_declared_code", False
+        note = ("UNVERIFIABLE: Zhou et al. 2019 bound with a user-declared code (bits="
+                f"{'encoder' if bits is None else float(bits)}, index_code={params['index_code']!r}); verify "
+                "cannot check that the code has these lengths")
+    return make_certificate(kind, terms, module, data, delta=delta, seed=seed, params=params, note=note,
+                            verifiable=verifiable)
+
+
+def zhou2019_encoded_certificate(module: nn.Module, data: Dataset, *, delta: float = 0.05, seed: int | None = 0,
+                                 sigmas: Sequence[float] = _DEFAULT_SIGMAS, taus: Sequence[float] = _DEFAULT_TAUS,
+                                 mc_samples: int = 500, mc_delta_fraction: float = 0.2,
+                                 index_code: str = "huffman", max_codebook: int = 256) -> Certificate:
+    """The ``"zhou2019"`` certifier: code lengths from the encoder only (``bits`` refused; ``index_code``
+    ``"huffman"`` -- the encoder's codeword lengths -- or ``"none"``)."""
+    if not (isinstance(index_code, str) and index_code in ("huffman", "none")):
+        raise InvalidParameterError(
+            f"the zhou2019 certifier takes index codeword lengths from the encoder: index_code must be "
+            f"'huffman' or 'none', got {index_code!r} (declared lengths: kind 'zhou2019_declared_code')")
+    return zhou2019_certificate(module, data, delta=delta, seed=seed, sigmas=sigmas, taus=taus,
+                                mc_samples=mc_samples, mc_delta_fraction=mc_delta_fraction,
+                                index_code=index_code, max_codebook=max_codebook)

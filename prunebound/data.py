@@ -28,7 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunebound.errors import DataError, InvalidParameterError, check_positive_int, check_probability
+from prunebound.errors import (
+    DataError,
+    DataSpecError,
+    check_positive_int,
+    check_probability,
+)
 
 __all__ = [
     "Dataset",
@@ -40,6 +45,8 @@ __all__ = [
     "load_mnist",
     "load_cifar10",
     "resolve",
+    "DEFAULT_MAX_N",
+    "DEFAULT_MAX_DIM",
 ]
 
 
@@ -361,44 +368,117 @@ def load_cifar10(directory: str | os.PathLike) -> Split:
 # --------------------------------------------------------------------------------------------- specs for the CLI
 
 
+DEFAULT_MAX_N = 1_000_000
+"""Largest number of examples a data spec may ask for unless the caller raises ``max_n``."""
+DEFAULT_MAX_DIM = 10_000
+"""Largest input dimension / teacher width / class count a spec may ask for unless ``max_dim`` is raised."""
+
+_SPEC_KEYS = {
+    "teacher": {"d", "width", "k", "noise", "seed", "n", "sample_seed", "part"},
+    "mnist1d": {"n", "seed", "part"},
+    "digits": {"seed", "part"},
+    "mnist": {"dir", "part"},
+    "cifar10": {"dir", "part"},
+}
+_SPEC_FORMS = ("teacher:d=20,width=64,k=2,noise=0.0,seed=0,n=1000,sample_seed=1, mnist1d:n=4000,seed=0, "
+               "digits:seed=0, mnist:dir=PATH, cifar10:dir=PATH (each optionally ,part=train|test)")
+
+
 def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    if not isinstance(spec, str):
+        raise DataSpecError(f"a data spec must be a string like 'teacher:d=20,n=1000'; got {type(spec).__name__}")
+    if len(spec) > 4096:
+        raise DataSpecError(f"data spec is {len(spec)} characters long; at most 4096")
     name, _, rest = spec.partition(":")
     kw: dict[str, str] = {}
     if rest:
         for item in rest.split(","):
             if "=" not in item:
-                raise InvalidParameterError(f"data spec {spec!r}: expected key=value, got {item!r}")
+                raise DataSpecError(f"data spec {spec!r}: expected key=value, got {item!r}")
             k, v = item.split("=", 1)
-            kw[k.strip()] = v.strip()
-    return name.strip(), kw
+            k = k.strip()
+            if k in kw:
+                raise DataSpecError(f"data spec {spec!r}: key {k!r} is given twice")
+            kw[k] = v.strip()
+    name = name.strip()
+    if name not in _SPEC_KEYS:
+        raise DataSpecError(
+            f"unknown data set {name!r} in spec {spec!r}; known: teacher, mnist1d, digits, mnist, cifar10")
+    unknown = sorted(set(kw) - _SPEC_KEYS[name])
+    if unknown:
+        raise DataSpecError(f"data spec {spec!r}: unknown keys {unknown} for {name!r}; allowed: "
+                            f"{sorted(_SPEC_KEYS[name])}")
+    return name, kw
 
 
-def resolve(spec: str) -> Dataset:
+def _spec_int(spec: str, kw: dict, key: str, default: int, *, lo: int, hi: int | None, limit: str = "") -> int:
+    raw = kw.get(key, str(default))
+    try:
+        v = int(raw)
+    except ValueError:
+        raise DataSpecError(f"data spec {spec!r}: {key} must be an integer; got {raw!r}") from None
+    if v < lo:
+        raise DataSpecError(f"data spec {spec!r}: {key} must be >= {lo}; got {v}")
+    if hi is not None and v > hi:
+        raise DataSpecError(f"data spec {spec!r}: {key}={v} exceeds the limit {hi}{limit}")
+    return v
+
+
+def _spec_float(spec: str, kw: dict, key: str, default: float) -> float:
+    raw = kw.get(key, str(default))
+    try:
+        v = float(raw)
+    except ValueError:
+        raise DataSpecError(f"data spec {spec!r}: {key} must be a number; got {raw!r}") from None
+    if not (math.isfinite(v) and 0.0 <= v < 1.0):
+        raise DataSpecError(f"data spec {spec!r}: {key} must lie in [0, 1); got {raw!r}")
+    return v
+
+
+def resolve(spec: str, *, max_n: int | None = None, max_dim: int | None = None) -> Dataset:
     """Turn a CLI data spec into a :class:`Dataset`.
 
     Forms: ``mnist1d:n=4000,seed=0[,part=train|test]``, ``digits[:seed=0,part=...]``,
     ``teacher:d=20,width=64,k=2,noise=0.0,seed=0,n=1000,sample_seed=1``, ``mnist:dir=PATH[,part=...]``,
     ``cifar10:dir=PATH[,part=...]``.  ``part`` defaults to ``train``.
+
+    Specs can come from untrusted certificates, so the sizes they ask for are bounded *before* anything is
+    allocated: at most ``max_n`` examples (default :data:`DEFAULT_MAX_N`) and ``max_dim`` input features,
+    teacher width or classes (default :data:`DEFAULT_MAX_DIM`).  Raise the limits for data you trust.
+    Malformed specs, unknown keys and values over the limits raise :class:`~prunebound.errors.DataSpecError`.
     """
+    max_n = DEFAULT_MAX_N if max_n is None else check_positive_int("max_n", max_n)
+    max_dim = DEFAULT_MAX_DIM if max_dim is None else check_positive_int("max_dim", max_dim)
     name, kw = _parse_spec(spec)
     part = kw.pop("part", "train")
     if part not in ("train", "test"):
-        raise InvalidParameterError(f"data spec {spec!r}: part must be train or test, got {part!r}")
+        raise DataSpecError(f"data spec {spec!r}: part must be train or test, got {part!r}")
+    n_lim = " (max_n; pass a larger max_n / --max-n for data you trust)"
+    d_lim = " (max_dim; pass a larger max_dim / --max-dim for data you trust)"
     if name == "teacher":
-        t = teacher_task(int(kw.get("d", 20)), int(kw.get("width", 64)), int(kw.get("k", 2)),
-                         float(kw.get("noise", 0.0)), int(kw.get("seed", 0)))
-        ds = t.sample(int(kw.get("n", 1000)), int(kw.get("sample_seed", 1)))
+        d_in = _spec_int(spec, kw, "d", 20, lo=1, hi=max_dim, limit=d_lim)
+        width = _spec_int(spec, kw, "width", 64, lo=1, hi=max_dim, limit=d_lim)
+        k = _spec_int(spec, kw, "k", 2, lo=2, hi=max_dim, limit=d_lim)
+        noise = _spec_float(spec, kw, "noise", 0.0)
+        seed = _spec_int(spec, kw, "seed", 0, lo=0, hi=2**63 - 1)
+        n = _spec_int(spec, kw, "n", 1000, lo=1, hi=max_n, limit=n_lim)
+        sample_seed = _spec_int(spec, kw, "sample_seed", 1, lo=0, hi=2**63 - 1)
+        if n * max(d_in, width, k) > 100 * max_n:
+            raise DataSpecError(f"data spec {spec!r}: n * max(d, width, k) = {n * max(d_in, width, k)} values "
+                                f"exceeds the limit 100 * max_n = {100 * max_n}{n_lim}")
+        ds = teacher_task(d_in, width, k, noise, seed).sample(n, sample_seed)
         return Dataset(ds.x, ds.y, ds.name, ds.n_classes, spec=spec)
     if name == "mnist1d":
-        s = mnist1d(int(kw.get("n", 4000)), int(kw.get("seed", 0)))
+        # mnist1d generates n examples and splits them; both parts are at most n
+        s = mnist1d(_spec_int(spec, kw, "n", 4000, lo=10, hi=max_n, limit=n_lim),
+                    _spec_int(spec, kw, "seed", 0, lo=0, hi=2**32 - 1))
     elif name == "digits":
-        s = digits(seed=int(kw.get("seed", 0)))
-    elif name == "mnist":
-        s = load_mnist(kw["dir"])
-    elif name == "cifar10":
-        s = load_cifar10(kw["dir"])
+        s = digits(seed=_spec_int(spec, kw, "seed", 0, lo=0, hi=2**32 - 1))
     else:
-        raise InvalidParameterError(
-            f"unknown data set {name!r} in spec {spec!r}; known: teacher, mnist1d, digits, mnist, cifar10")
+        if "dir" not in kw or not kw["dir"]:
+            raise DataSpecError(f"data spec {spec!r}: {name} needs dir=PATH (the folder of the data files)")
+        s = load_mnist(kw["dir"]) if name == "mnist" else load_cifar10(kw["dir"])
     ds = s.train if part == "train" else s.test
+    if len(ds) > max_n:
+        raise DataSpecError(f"data spec {spec!r} gives {len(ds)} examples > max_n={max_n}{n_lim}")
     return Dataset(ds.x, ds.y, ds.name, ds.n_classes, spec=spec)

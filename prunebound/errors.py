@@ -17,6 +17,10 @@ __all__ = [
     "InvalidParameterError",
     "DataError",
     "UnsafeCheckpointError",
+    "CertificateError",
+    "DataSpecError",
+    "UnsafeOutputError",
+    "ConcurrentRunError",
     "check_probability",
     "check_positive",
     "check_positive_int",
@@ -43,6 +47,24 @@ class DataError(PruneboundError, ValueError):
 
 class UnsafeCheckpointError(PruneboundError):
     """A checkpoint could not be loaded safely (it needs arbitrary unpickling, or is not a state_dict)."""
+
+
+class CertificateError(DataError):
+    """A certificate (file, JSON or dict) violates the certificate schema: missing or unknown fields, wrong
+    types, values out of range, oversized contents, or an unsupported schema version."""
+
+
+class DataSpecError(InvalidParameterError):
+    """A data spec string (``teacher:d=20,n=1000``) is malformed, has unknown keys, or exceeds the size
+    limits (``max_n``, ``max_dim``) set for specs from untrusted sources."""
+
+
+class UnsafeOutputError(PruneboundError):
+    """An output path cannot be written safely: it is a symbolic link, a folder, or not writable."""
+
+
+class ConcurrentRunError(PruneboundError):
+    """Another process is already writing to the same output folder (its lock file is held)."""
 
 
 def check_probability(name: str, value: float, *, open_left: bool = True, open_right: bool = True) -> float:

@@ -8,7 +8,8 @@ parameters always give the same key, in any process, on any machine.
 file *as the trial finishes* (written by the driver process only, flushed and ``fsync``-ed, under an advisory
 file lock).  Restarted with the same trials and file, it skips every key already recorded, so a killed run
 loses at most the trials that were in flight.  A kill can leave a truncated last line; it is ignored when
-reading and cut off before appending.
+reading and, before appending, moved to ``<file>.corrupt-<timestamp>`` (quarantined, never deleted).  A last
+record that is complete but lacks its newline is kept.
 
 Backends:
 
@@ -19,25 +20,29 @@ Backends:
   ``n_jobs`` single-threaded workers for the duration of the sweep.
 
 ``fn`` must be picklable (a module-level function) for every backend except ``local`` with ``n_jobs=1``.
-Two runs of the same sweep on one file at the same time duplicate work, not results: records are appended
-under the lock and :func:`read_results` keeps the first record of each key.
+Two runs of the same sweep on one file are serialised by a lock file (``.<name>.lock``); records are
+appended under an advisory lock and :func:`read_results` keeps the first record of each key.
 Results must not depend on execution order: seed every random choice from the trial's parameters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prunebound.errors import DataError, InvalidParameterError, PruneboundError
+from prunebound.errors import DataError, InvalidParameterError, PruneboundError, UnsafeOutputError
+from prunebound.files import RunLock, atomic_write_bytes, check_writable
 
-__all__ = ["canonical_json", "trial_key", "to_jsonable", "read_results", "run_sweep", "SweepError"]
+__all__ = ["canonical_json", "trial_key", "to_jsonable", "read_results", "run_sweep", "SweepError",
+           "quarantine_path"]
 
 
 class SweepError(PruneboundError):
@@ -97,35 +102,70 @@ def trial_key(trial: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- JSONL file
 
 
-def _parse_lines(raw: bytes, path: Path) -> tuple[list[dict], int]:
-    """Records in ``raw`` and the byte length of its intact prefix (everything up to the last newline)."""
+def _parse_record(line: bytes) -> dict | None:
+    try:
+        rec = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(rec, dict) or "key" not in rec or "result" not in rec:
+        return None
+    return rec
+
+
+def _parse_lines(raw: bytes, path: Path) -> tuple[list[dict], int, bool]:
+    """``(records, end, complete_tail)``: the records in ``raw``, the byte length of its intact prefix, and
+    whether that prefix ends in a complete record without its final newline.
+
+    Every newline-terminated line must be a record (else :class:`DataError` naming the line).  Bytes after
+    the last newline are a complete record missing only its newline (kept; ``complete_tail``) or a truncated
+    record from a kill (not a record; ``end`` stops before it).
+    """
     records: list[dict] = []
-    end = raw.rfind(b"\n") + 1  # bytes after the last newline are a truncated record from a kill
-    lines = raw[:end].split(b"\n")[:-1] if end else []
+    cut = raw.rfind(b"\n") + 1
+    lines = raw[:cut].split(b"\n")[:-1] if cut else []
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {i} is not valid JSON ({e}); the results file is corrupt") from e
-        if not isinstance(rec, dict) or "key" not in rec or "result" not in rec:
-            raise DataError(f"{path}: line {i} is not a sweep record (needs 'key' and 'result')")
+        rec = _parse_record(line)
+        if rec is None:
+            raise DataError(
+                f"{path}: line {i} is not a sweep record (valid JSON with 'key' and 'result'); the results file "
+                "is corrupt in the middle. Move it aside (or fix that line) and rerun; nothing was changed")
         records.append(rec)
-    return records, end
+    tail = raw[cut:]
+    if tail.strip():
+        rec = _parse_record(tail)
+        if rec is not None:
+            records.append(rec)
+            return records, len(raw), True
+    elif tail:  # trailing blanks only
+        return records, len(raw), False
+    return records, cut, False
+
+
+def _check_results_path(p: Path) -> None:
+    if p.is_symlink():
+        raise UnsafeOutputError(
+            f"results file {p} is a symbolic link (to {os.readlink(p)}); refusing to append through it. "
+            "Remove the link or choose another output path")
+    if p.exists() and not p.is_file():
+        raise UnsafeOutputError(f"results file {p} exists and is not a regular file")
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:
     """All records in a sweep's JSONL file, in file order, one per key (the first wins).
 
     Each record is ``{"key": str, "trial": dict, "result": dict, "seconds": float}``.  A missing file gives
-    ``[]``; a truncated last line (from a killed run) is ignored; any other unparsable line raises
-    :class:`~prunebound.errors.DataError` naming the line.
+    ``[]``; every complete record is kept, including a last one without its final newline; a truncated last
+    line (from a killed run) is ignored here (and quarantined by the next :func:`run_sweep`); any other
+    unparsable line raises :class:`~prunebound.errors.DataError` naming the line.
     """
     p = Path(path)
     if not p.exists():
         return []
-    records, _ = _parse_lines(p.read_bytes(), p)
+    if not p.is_file():
+        raise DataError(f"results file {p} is not a regular file")
+    records, _, _ = _parse_lines(p.read_bytes(), p)
     seen: set[str] = set()
     out = []
     for r in records:
@@ -135,24 +175,51 @@ def read_results(path: str | os.PathLike) -> list[dict]:
     return out
 
 
+def quarantine_path(path: Path) -> Path:
+    """A fresh ``<path>.corrupt-<UTC timestamp>[-k]`` name next to ``path`` for a truncated tail."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    cand = path.with_name(f"{path.name}.corrupt-{stamp}")
+    k = 1
+    while cand.exists() or cand.is_symlink():
+        cand = path.with_name(f"{path.name}.corrupt-{stamp}-{k}")
+        k += 1
+    return cand
+
+
 class _Writer:
-    """Append-only JSONL writer: one ``write`` per record, then flush + fsync, under ``fcntl.flock``."""
+    """Append-only JSONL writer: one ``write`` per record, then flush + fsync, under ``fcntl.flock``.
+
+    On open, a truncated last line (a kill mid-write) is copied to ``<file>.corrupt-<timestamp>`` (never
+    deleted) and cut off; a complete last record without its newline gets the newline.  Symlinks are refused.
+    """
 
     def __init__(self, path: Path) -> None:
+        _check_results_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.f = open(path, "ab")  # noqa: SIM115 -- closed in close()
+        self.quarantined: Path | None = None
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        self.f = os.fdopen(fd, "ab")
         self._lock()
         try:
-            # cut a truncated last line (a kill mid-write) so the next record starts on a fresh line
             raw = path.read_bytes()
-            _, end = _parse_lines(raw, path)
+            _, end, complete_tail = _parse_lines(raw, path)
             if end != len(raw):
+                q = quarantine_path(path)
+                atomic_write_bytes(q, raw[end:], what="quarantined tail")
+                self.quarantined = q
+                warnings.warn(f"{path}: a truncated last record ({len(raw) - end} bytes, from an interrupted "
+                              f"run) was moved to {q}", stacklevel=3)
                 self.f.truncate(end)
-                self.f.flush()
-                os.fsync(self.f.fileno())
-        finally:
+            elif complete_tail:
+                self.f.write(b"\n")
+            self.f.flush()
+            os.fsync(self.f.fileno())
+        except BaseException:
             self._unlock()
+            self.f.close()
+            raise
+        self._unlock()
 
     def _lock(self) -> None:
         try:
@@ -208,7 +275,24 @@ def _run_local(fn, todo: list[tuple[str, dict]], n_jobs: int) -> Iterator[tuple[
     from joblib import Parallel, delayed
 
     par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    yield from par(delayed(_call)(fn, key, trial) for key, trial in todo)
+    gen = par(delayed(_call)(fn, key, trial) for key, trial in todo)
+    finished = False
+    try:
+        yield from gen
+        finished = True
+    finally:
+        if not finished:  # interrupted (KeyboardInterrupt, a failed trial, the caller stopped): no orphans
+            with contextlib.suppress(Exception):
+                gen.close()
+            _shutdown_loky()
+
+
+def _shutdown_loky() -> None:
+    """Terminate joblib's reusable loky workers now (they would otherwise idle on, computing abandoned trials)."""
+    with contextlib.suppress(Exception):
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
 
 
 def _run_dask(fn, todo: list[tuple[str, dict]], n_jobs: int, scheduler
@@ -236,14 +320,20 @@ def _run_dask(fn, todo: list[tuple[str, dict]], n_jobs: int, scheduler
         raise InvalidParameterError(
             f"scheduler must be None, an address string, a distributed.Client or a cluster; got "
             f"{type(scheduler).__name__}")
+    futures: list = []
     try:
         futures = [client.submit(_call, fn, key, trial, pure=False) for key, trial in todo]
         for fut in as_completed(futures):
             yield fut.result()
             fut.release()
     finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:  # interrupted: do not leave work running on a cluster we do not own
+            with contextlib.suppress(Exception):
+                client.cancel(pending)
         for obj in owned:
-            obj.close()
+            with contextlib.suppress(Exception):
+                obj.close()
 
 
 def run_sweep(
@@ -256,6 +346,7 @@ def run_sweep(
     scheduler: Any = None,
     progress: bool = True,
     desc: str | None = None,
+    wait: bool = True,
 ) -> list[dict]:
     """Run ``fn`` on every trial not yet in ``out_path``; return the records of ``trials``, in their order.
 
@@ -265,7 +356,13 @@ def run_sweep(
     ``n_jobs``: workers (``-1`` = all cores for joblib).  ``progress``: show a tqdm bar over trials.
 
     If a trial raises, the sweep waits for nothing more, keeps every record already written, and raises
-    :class:`SweepError` naming the failed trial (rerun to resume).
+    :class:`SweepError` naming the failed trial (rerun to resume).  On ``KeyboardInterrupt`` the joblib
+    workers are terminated and pending Dask tasks cancelled before the interrupt propagates.
+
+    Safety: a ``out_path`` that is a symlink is refused (:class:`~prunebound.errors.UnsafeOutputError`) and
+    its folder is checked writable before any trial runs.  Runs on one results file are serialised by an
+    exclusive lock on ``.<name>.lock`` next to it: a second run waits (``wait=True``) and then skips what the
+    first finished, or raises :class:`~prunebound.errors.ConcurrentRunError` at once (``wait=False``).
     """
     if backend not in ("local", "dask"):
         raise InvalidParameterError(f"backend must be 'local' or 'dask', got {backend!r}")
@@ -279,28 +376,34 @@ def run_sweep(
         dup = next(t for t, k in zip(trials, keys) if keys.count(k) > 1)
         raise InvalidParameterError(f"trials must be distinct; {dup!r} appears more than once")
     path = Path(out_path)
-    done = {r["key"]: r for r in read_results(path)}
-    todo = [(k, t) for k, t in zip(keys, trials) if k not in done]
+    _check_results_path(path)
+    check_writable(path, what="results file")
+    with RunLock(path.parent, name=f".{path.name}.lock", wait=wait):
+        done = {r["key"]: r for r in read_results(path)}
+        todo = [(k, t) for k, t in zip(keys, trials) if k not in done]
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=desc or path.stem,
-               disable=not progress, unit="trial", dynamic_ncols=True)
-    by_key = dict(zip(keys, trials))
-    writer = _Writer(path)
-    try:
-        if todo:
-            runner: Iterable = (_run_local(fn, todo, n_jobs) if backend == "local"
-                                else _run_dask(fn, todo, n_jobs, scheduler))
-            for key, res, secs, err in runner:
-                if err is not None:
-                    raise SweepError(f"trial {by_key[key]!r} (key {key}) failed:\n{err}")
-                rec = {"key": key, "trial": by_key[key], "result": res, "seconds": round(secs, 6)}
-                writer.write(rec)
-                done[key] = rec
-                bar.update(1)
-    finally:
-        writer.close()
-        bar.close()
+        bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=desc or path.stem,
+                   disable=not progress, unit="trial", dynamic_ncols=True)
+        by_key = dict(zip(keys, trials))
+        writer = _Writer(path)
+        runner: Any = None
+        try:
+            if todo:
+                runner = (_run_local(fn, todo, n_jobs) if backend == "local"
+                          else _run_dask(fn, todo, n_jobs, scheduler))
+                for key, res, secs, err in runner:
+                    if err is not None:
+                        raise SweepError(f"trial {by_key[key]!r} (key {key}) failed:\n{err}")
+                    rec = {"key": key, "trial": by_key[key], "result": res, "seconds": round(secs, 6)}
+                    writer.write(rec)
+                    done[key] = rec
+                    bar.update(1)
+        finally:
+            if runner is not None:
+                runner.close()  # on an interrupt or a failed trial: stops and shuts down the workers
+            writer.close()
+            bar.close()
     return [done[k] for k in keys]
 

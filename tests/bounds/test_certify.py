@@ -52,16 +52,16 @@ def test_unknown_method_lists_known(setup):
 @pytest.mark.parametrize(
     "method,params",
     [
-        ("occam", {"bits": 400}),
-        ("occam", {"bits": 400, "form": "hoeffding"}),
-        ("zhou2019", {"bits": 400, "sigmas": [0.1, 0.3], "taus": [0.3], "mc_samples": 20}),
+        ("occam", {}),
+        ("occam", {"form": "hoeffding"}),
+        ("zhou2019", {"sigmas": [0.1, 0.3], "taus": [0.3], "mc_samples": 20, "index_code": "none"}),
         ("pac_bayes_gaussian", {"sigmas": [0.01, 0.05], "mc_samples": 20, "prior_mean": "init"}),
     ],
 )
 def test_certificate_round_trip_and_tamper_detection(setup, method, params):
     m, data = setup
     cert = certify(m, data, method=method, delta=0.05, seed=4, **params)
-    assert isinstance(cert, Certificate) and cert.kind == method
+    assert isinstance(cert, Certificate) and cert.kind == method and cert.verifiable
     assert 0 <= cert.empirical <= cert.value <= 1 and cert.n == len(data)
     rep = verify(cert, m, data)
     assert rep.ok, rep.differences
@@ -83,6 +83,10 @@ def test_occam_certificate_value(setup):
     m, data = setup
     cert = certify(m, data, method="occam", bits=400)
     assert cert.value == occam_bound(evaluate(m, data).error, 400, len(data), delta=0.05).value
+    # a declared code length is never an "occam" certificate: its own, unverifiable kind
+    assert cert.kind == "occam_declared_bits" and not cert.verifiable and "UNVERIFIABLE" in cert.summary()
+    rep = verify(cert, m, data)
+    assert not rep.ok and not rep.checkable and rep.status == "not checkable"
 
 
 def test_pac_bayes_gaussian_kl_and_prior_choice(setup):
