@@ -12,31 +12,87 @@ Subcommands::
 
 Data specs (see :func:`prunebound.data.resolve`): ``mnist1d:n=4000,seed=0``, ``digits``,
 ``teacher:d=20,width=64,n=1000,seed=0``, ``mnist:dir=PATH``, ``cifar10:dir=PATH`` (``,part=test`` for the test split).
+Specs are limited to ``--max-n`` examples and ``--max-dim`` features (defaults 1,000,000 and 10,000), also when
+they come from a certificate; raise the limits for data you trust.
+
+Errors and exit codes: a user error (bad argument, file, spec, certificate, parameter) prints one line
+``prunebound: error: ...`` naming the problem and the fix, and exits 2; an internal error prints one line
+and exits 1 (``prunebound --debug ...`` shows the traceback); an interrupt exits 130.  ``verify`` exits 0
+when the certificate is recomputed exactly, 1 when it differs or its kind cannot be checked.  Output paths
+(``--out``) are checked before any work starts (symlinks and unwritable folders are refused) and written
+atomically; nothing is written elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
-from prunebound.errors import PruneboundError
+from prunebound.errors import InvalidParameterError, PruneboundError
 
 __all__ = ["main", "build_parser"]
+
+
+_MAX_WIDTH = 100_000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prunebound: error: ...`` (exit 2), no usage dump."""
+
+    def error(self, message: str):  # noqa: D102
+        raise _UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+class _UsageError(Exception):
+    pass
 
 
 def _kv(items: list[str] | None) -> dict:
     out: dict = {}
     for it in items or []:
         if "=" not in it:
-            raise PruneboundError(f"--param expects key=value, got {it!r}")
+            raise InvalidParameterError(f"--param expects key=value (value in JSON), got {it!r}")
         k, v = it.split("=", 1)
+        k = k.strip()
+        if not k.isidentifier():
+            raise InvalidParameterError(f"--param key {k!r} is not a parameter name")
+        if k in out:
+            raise InvalidParameterError(f"--param {k} is given twice")
         try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
+            out[k] = json.loads(v, parse_constant=lambda c: float(c))
+        except (json.JSONDecodeError, RecursionError):
             out[k] = v
     return out
+
+
+def _check_params(fn, params: dict, what: str) -> None:
+    """Refuse ``--param`` keys that ``fn`` does not take (instead of a TypeError deep inside)."""
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    allowed = {n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    allowed -= {"sparsity", "seed", "delta"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidParameterError(f"{what} has no parameter(s) {unknown}; its --param keys are {sorted(allowed)}")
+
+
+def _ints(spec: str, rest: str) -> list[int]:
+    try:
+        dims = [int(s) for s in rest.split(",") if s.strip()]
+    except ValueError:
+        raise InvalidParameterError(
+            f"--arch {spec!r}: the sizes must be integers separated by commas, e.g. mlp:40,64,10") from None
+    bad = [d for d in dims if not 1 <= d <= _MAX_WIDTH]
+    if bad:
+        raise InvalidParameterError(f"--arch {spec!r}: sizes must lie in [1, {_MAX_WIDTH}], got {bad}")
+    return dims
 
 
 def _arch(spec: str):
@@ -44,52 +100,93 @@ def _arch(spec: str):
 
     name, _, rest = spec.partition(":")
     if name == "mlp":
-        dims = [int(s) for s in rest.split(",")]
+        dims = _ints(spec, rest)
         if len(dims) < 2:
-            raise PruneboundError(f"--arch mlp needs at least d_in,d_out; got {spec!r}")
+            raise InvalidParameterError(f"--arch mlp needs at least d_in,d_out; got {spec!r}")
         return N.mlp(dims[0], dims[1:-1], dims[-1], seed=0)
     if name == "lenet300_100":
-        return N.lenet300_100(*(int(s) for s in rest.split(",") if s))
-    if name == "lenet5":
-        return N.lenet5()
-    if name == "conv1d_small":
-        return N.conv1d_small()
-    raise PruneboundError(f"unknown --arch {spec!r}; use mlp:D_IN,W1,...,D_OUT, lenet300_100, lenet5, conv1d_small")
+        dims = _ints(spec, rest)
+        if len(dims) > 2:
+            raise InvalidParameterError(f"--arch lenet300_100 takes at most d_in,d_out; got {spec!r}")
+        return N.lenet300_100(*dims)
+    if name in ("lenet5", "conv1d_small"):
+        if rest:
+            raise InvalidParameterError(f"--arch {name} takes no sizes; got {spec!r}")
+        return N.lenet5() if name == "lenet5" else N.conv1d_small()
+    raise InvalidParameterError(
+        f"unknown --arch {spec!r}; use mlp:D_IN,W1,...,D_OUT, lenet300_100, lenet5, conv1d_small")
+
+
+def _data(a, spec: str):
+    from prunebound import data as D
+
+    return D.resolve(spec, max_n=getattr(a, "max_n", None), max_dim=getattr(a, "max_dim", None))
+
+
+def _save_model_atomic(module, out: str | os.PathLike) -> Path:
+    """``save_model`` to a temp file in the destination folder, then an atomic rename (symlinks refused)."""
+    from prunebound.files import check_output_path
+    from prunebound.io import save_model
+
+    p = check_output_path(out, what="--out")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.tmp-", suffix=p.suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        save_model(module, tmp)
+        check_output_path(p, what="--out")
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def _check_out(path, *, is_dir: bool = False) -> None:
+    from prunebound.files import check_writable
+
+    if path:
+        check_writable(path, what="--out", is_dir=is_dir)
 
 
 def cmd_demo(a) -> int:
     from prunebound.demo import run_demo
 
+    _check_out(a.out, is_dir=True)
     run_demo(Path(a.out), quick=a.quick, seed=a.seed)
     return 0
 
 
 def cmd_train(a) -> int:
-    from prunebound import data as D
-    from prunebound.io import save_model
     from prunebound.train import evaluate, fit
 
-    d = D.resolve(a.data)
+    _check_out(a.out)
     m = _arch(a.arch)
+    d = _data(a, a.data)
+    test = _data(a, a.test) if a.test else None
     r = fit(m, d, epochs=a.epochs, lr=a.lr, seed=a.seed, optimizer=a.optimizer, quiet=False)
-    save_model(m, a.out)
+    _save_model_atomic(m, a.out)
     print(json.dumps({"train_error": r.train_error, "final_loss": r.final_loss,
-                      "model": str(a.out), **({"test_error": evaluate(m, D.resolve(a.test)).error} if a.test else {})},
+                      "model": str(a.out), **({"test_error": evaluate(m, test).error} if test else {})},
                      indent=2))
     return 0
 
 
 def cmd_certify(a) -> int:
-    from prunebound import data as D
     from prunebound.bounds import certify
     from prunebound.io import load_model
 
     path = a.model_opt or a.model
     if not path:
-        raise PruneboundError("certify needs a model file (positional MODEL or --model)")
+        raise InvalidParameterError("certify needs a model file (positional MODEL or --model)")
+    if a.model and a.model_opt and a.model != a.model_opt:
+        raise InvalidParameterError("give the model once: positional MODEL or --model, not two different files")
+    _check_out(a.out)
+    params = _kv(a.param)
     m = load_model(path)
-    d = D.resolve(a.data)
-    cert = certify(m, d, method=a.method, delta=a.delta, seed=a.seed, **_kv(a.param))
+    d = _data(a, a.data)
+    cert = certify(m, d, method=a.method, delta=a.delta, seed=a.seed, **params)
     if a.out:
         cert.save(a.out)
     print(format_terms(cert))
@@ -111,19 +208,19 @@ def format_terms(cert) -> str:
 
 
 def cmd_verify(a) -> int:
-    from prunebound import data as D
     from prunebound.certificate import Certificate, verify
     from prunebound.io import load_model
 
     cert = Certificate.load(a.cert)
     spec = a.data or cert.data_spec
     if not spec:
-        raise PruneboundError("the certificate records no data spec; pass --data")
-    rep = verify(cert, load_model(a.model), D.resolve(spec))
+        raise InvalidParameterError("the certificate records no data spec; pass --data SPEC")
+    model = load_model(a.model)
+    rep = verify(cert, model, _data(a, spec))
     if rep.ok:
         print(f"OK: {cert.summary()} recomputed exactly")
         return 0
-    print("MISMATCH:")
+    print("NOT CHECKABLE:" if not rep.checkable else "MISMATCH:")
     for s in rep.differences:
         print("  -", s)
     return 1
@@ -145,17 +242,19 @@ def cmd_info(a) -> int:
 
 
 def cmd_prune(a) -> int:
-    from prunebound import data as D
     from prunebound import network as N
-    from prunebound.io import load_model, save_model
+    from prunebound.io import load_model
     from prunebound.pruning import REGISTRY
 
     if a.method not in REGISTRY:
-        raise PruneboundError(f"unknown pruning method {a.method!r}; known: {sorted(REGISTRY)}")
+        raise InvalidParameterError(f"unknown pruning method {a.method!r}; known: {sorted(REGISTRY)}")
+    params = _kv(a.param)
+    _check_params(REGISTRY[a.method], params, f"pruning method {a.method!r}")
+    _check_out(a.out)
     m = load_model(a.model)
-    d = D.resolve(a.data) if a.data else None
-    rep = REGISTRY[a.method](m, d, sparsity=a.sparsity, seed=a.seed, **_kv(a.param))
-    save_model(rep.module, a.out)
+    d = _data(a, a.data) if a.data else None
+    rep = REGISTRY[a.method](m, d, sparsity=a.sparsity, seed=a.seed, **params)
+    _save_model_atomic(rep.module, a.out)
     print(f"{a.method}: sparsity {N.sparsity(rep.module).total:.4f}; written to {a.out}")
     return 0
 
@@ -168,10 +267,14 @@ def cmd_repro(a) -> int:
             print(name)
         return 0
     if a.action == "figures":
+        _check_out(a.out or "docs/figures", is_dir=True)
         R.make_figures(Path(a.out or "docs/figures"))
         return 0
     if not a.name:
-        raise PruneboundError("repro run needs an experiment NAME (see `prunebound repro list`)")
+        raise InvalidParameterError("repro run needs an experiment NAME (see `prunebound repro list`)")
+    if a.name not in R.list_experiments():
+        raise InvalidParameterError(f"unknown experiment {a.name!r}; known: {R.list_experiments()}")
+    _check_out(a.out or f"out/{a.name}", is_dir=True)
     res = R.run_experiment(a.name, preset=a.preset, out_dir=Path(a.out or f"out/{a.name}"), backend=a.backend,
                            scheduler=a.scheduler, n_jobs=a.jobs)
     print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in res.items()}
@@ -180,9 +283,10 @@ def cmd_repro(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prunebound", description="Certified bounds, coresets and lottery tickets "
-                                "for pruned and quantized neural networks.")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="prunebound", description="Certified bounds, coresets and lottery tickets "
+                "for pruned and quantized neural networks.",
+                epilog="--debug (anywhere on the line) shows the traceback of an internal error.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     s = sub.add_parser("demo", help="train, prune, quantize and certify a small MLP on MNIST-1D")
     s.add_argument("--out", default="demo_out")
@@ -199,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--optimizer", default="adam")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
+    _limits(s)
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("certify", help="compute a certified generalization bound")
@@ -210,12 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--param", action="append", help="extra method parameter key=value (JSON value)")
     s.add_argument("--out", default=None)
+    _limits(s)
     s.set_defaults(fn=cmd_certify)
 
     s = sub.add_parser("verify", help="recompute a certificate and report differences")
     s.add_argument("cert")
     s.add_argument("--model", required=True)
     s.add_argument("--data", default=None, help="data spec (default: the one recorded in the certificate)")
+    _limits(s)
     s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("info", help="describe a saved model")
@@ -230,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--param", action="append")
     s.add_argument("--out", required=True)
+    _limits(s)
     s.set_defaults(fn=cmd_prune)
 
     s = sub.add_parser("repro", help="reproducible paper experiments")
@@ -244,13 +352,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _limits(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--max-n", dest="max_n", type=int, default=None,
+                   help="largest number of examples a data spec may ask for (default 1000000)")
+    s.add_argument("--max-dim", dest="max_dim", type=int, default=None,
+                   help="largest input dimension / width / classes a data spec may ask for (default 10000)")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _user_oserror(e: OSError) -> str:
+    name = f" {e.filename}" if getattr(e, "filename", None) else ""
+    return f"cannot access{name}: {e.strerror or e}; check the path and its permissions"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the CLI; return the exit code (0 ok, 1 verification failed or internal error, 2 user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [x for x in argv if x != "--debug"]
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as e:
+        print(f"prunebound: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help / --version
+        return int(e.code or 0) if isinstance(e.code, int) else 0
     try:
         return int(args.fn(args) or 0)
     except PruneboundError as e:
-        print(f"prunebound: error: {e}", file=sys.stderr)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"prunebound: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        print(f"prunebound: error: {_one_line(_user_oserror(e))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("prunebound: error: out of memory; use smaller data (n, d) or a smaller model", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prunebound: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 -- an internal error: one line, the traceback with --debug
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"prunebound: internal error: {type(e).__name__}: {_one_line(e)[:500]}"
+              f"{'' if debug else ' (rerun with --debug for the traceback, and please report it)'}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,14 +51,22 @@ class EvalResult:
 
 
 def check_compatible(module: nn.Module, data: Dataset) -> torch.Tensor:
-    """Run the model on one example; raise :class:`DataError` naming both shapes if they do not fit."""
+    """Run the model on one example; raise :class:`DataError` naming both shapes if they do not fit.
+
+    The probe runs in eval mode (training mode restored afterwards): BatchNorm in training mode cannot
+    normalise a batch of one, and the check must not update running statistics either.
+    """
+    was = module.training
+    module.eval()
     try:
         with torch.no_grad():
             out = module(data.x[:1])
-    except RuntimeError as e:
+    except (RuntimeError, ValueError, IndexError) as e:
         raise DataError(
             f"model does not accept inputs of shape {tuple(data.x.shape[1:])} from dataset {data.name!r}: {e}"
         ) from e
+    finally:
+        module.train(was)
     if out.ndim != 2:
         raise DataError(f"model output must be (batch, classes) logits, got shape {tuple(out.shape)}")
     if data.n_classes is not None and out.shape[1] < data.n_classes:
@@ -118,7 +126,9 @@ def fit(
 ) -> FitResult:
     """Train ``module`` in place with cross-entropy (+ optional ``regularizer(module)``), deterministic for ``seed``.
 
-    Works on pruned models: gradients flow to ``weight_orig`` and masked weights stay zero.
+    Works on pruned models: gradients flow to ``weight_orig`` and masked weights stay zero.  With BatchNorm
+    layers a final mini-batch of a single example is merged into the previous one (BatchNorm cannot
+    normalise a batch of one in training mode).
     ``after_step(module)`` is called after each optimiser step (e.g. to re-apply a projection).
     """
     check_positive_int("epochs", epochs, minimum=0)
@@ -137,13 +147,17 @@ def fit(
     losses: list[float] = []
     from tqdm.auto import tqdm
 
+    starts = list(range(0, n, batch_size))
+    has_bn = any(isinstance(mod, nn.modules.batchnorm._BatchNorm) for mod in module.modules())
+    if has_bn and len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()  # BatchNorm cannot train on a batch of one: the last example joins the previous batch
     module.train()
     bar = tqdm(range(epochs), desc="fit", disable=quiet, leave=False)
     for _ in bar:
         perm = torch.randperm(n, generator=g)
         tot = 0.0
-        for i in range(0, n, batch_size):
-            idx = perm[i : i + batch_size]
+        for i in starts:
+            idx = perm[i : i + batch_size] if i != starts[-1] else perm[i:]
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(module(data.x[idx]), data.y[idx])
             if regularizer is not None:
