@@ -45,6 +45,20 @@ def _type_name(v: Any) -> str:
     return "null" if v is None else type(v).__name__
 
 
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, (list, tuple)):
+        return "list"
+    return type(v).__name__
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -112,8 +126,8 @@ def validate_certificate_dict(d: Any) -> dict[str, Any]:
     """Check ``d`` against the certificate schema; return the keyword arguments of ``Certificate``."""
     if not isinstance(d, Mapping):
         raise CertificateError(
-            f"a certificate must be a JSON object with fields {list(_REQUIRED)}; got a JSON "
-            f"{_type_name(d) if not isinstance(d, (list, tuple)) else 'list'}")
+            f"a certificate must be a JSON object with fields {list(_REQUIRED)}; got a JSON {_json_type(d)} "
+            "(pass the .json file written by `prunebound certify --out`)")
     bad_keys = [k for k in d if not isinstance(k, str)]
     if bad_keys:
         raise CertificateError(f"certificate has non-string field names {bad_keys[:5]!r}")

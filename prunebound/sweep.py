@@ -287,6 +287,33 @@ def _run_local(fn, todo: list[tuple[str, dict]], n_jobs: int) -> Iterator[tuple[
             _shutdown_loky()
 
 
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """While a sweep runs in the main thread, SIGTERM raises ``SystemExit(143)`` instead of killing the
+    process outright, so that the ``finally`` blocks run: the workers are shut down (they would otherwise be
+    orphaned, computing abandoned trials) and the results file is closed.  SIGKILL cannot be caught: kill the
+    process group (``kill -9 -PGID``) to stop the workers too."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # pragma: no cover - no signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _shutdown_loky() -> None:
     """Terminate joblib's reusable loky workers now (they would otherwise idle on, computing abandoned trials)."""
     with contextlib.suppress(Exception):
@@ -356,8 +383,9 @@ def run_sweep(
     ``n_jobs``: workers (``-1`` = all cores for joblib).  ``progress``: show a tqdm bar over trials.
 
     If a trial raises, the sweep waits for nothing more, keeps every record already written, and raises
-    :class:`SweepError` naming the failed trial (rerun to resume).  On ``KeyboardInterrupt`` the joblib
-    workers are terminated and pending Dask tasks cancelled before the interrupt propagates.
+    :class:`SweepError` naming the failed trial (rerun to resume).  On ``KeyboardInterrupt`` or SIGTERM
+    (which raises ``SystemExit(143)`` during the sweep) the joblib workers are terminated and pending Dask
+    tasks cancelled before the exception propagates.
 
     Safety: a ``out_path`` that is a symlink is refused (:class:`~prunebound.errors.UnsafeOutputError`) and
     its folder is checked writable before any trial runs.  Runs on one results file are serialised by an
@@ -378,7 +406,7 @@ def run_sweep(
     path = Path(out_path)
     _check_results_path(path)
     check_writable(path, what="results file")
-    with RunLock(path.parent, name=f".{path.name}.lock", wait=wait):
+    with RunLock(path.parent, name=f".{path.name}.lock", wait=wait), _terminate_as_exit():
         done = {r["key"]: r for r in read_results(path)}
         todo = [(k, t) for k, t in zip(keys, trials) if k not in done]
 

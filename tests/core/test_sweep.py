@@ -218,3 +218,107 @@ def test_progress_bar_counts_trials(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "demo" in err and "3/3" in err
     Path(tmp_path / "r.jsonl").unlink()
+
+
+# ------------------------------------------------------------------------------------------- JSONL reader
+
+
+def _jsonl_case():
+    from hypothesis import strategies as st
+
+    value = st.one_of(st.integers(-10, 10), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6))
+    record = st.builds(lambda k, r: {"key": k, "trial": {"x": k}, "result": {"y": r}, "seconds": 0.0},
+                       st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), value)
+    return st.tuples(st.lists(record, max_size=6, unique_by=lambda r: r["key"]), st.booleans(),
+                     st.integers(0, 40))
+
+
+def test_jsonl_reader_keeps_complete_records_and_quarantines_truncated_tails():
+    """Property: whatever the file's end looks like (final newline or not, a record cut at any byte), every
+    complete record is read, and the writer keeps all of them byte for byte and quarantines exactly the cut
+    bytes."""
+    import tempfile
+    import warnings
+
+    from hypothesis import given, settings
+
+    @settings(max_examples=120, deadline=None)
+    @given(_jsonl_case())
+    def check(case):
+        records, final_newline, cut = case
+        body = b"".join((json.dumps(r, sort_keys=True) + "\n").encode() for r in records)
+        extra = (json.dumps({"key": "f" * 16, "trial": {}, "result": {"y": 1}, "seconds": 0.0}) + "\n").encode()
+        cut = min(cut, len(extra) - 2)  # a strict prefix of a record, without its closing brace
+        if not final_newline and body:
+            body = body[:-1]
+            tail = b""
+        else:
+            tail = extra[:cut]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "results.jsonl"
+            path.write_bytes(body + tail)
+            assert read_results(path) == records
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run_sweep(square, [], path, progress=False)  # opens the writer: repairs, computes nothing
+            fixed = path.read_bytes()
+            assert read_results(path) == records
+            assert fixed == (body + b"\n" if body and not body.endswith(b"\n") else body)
+            quarantined = sorted(Path(tmp).glob("results.jsonl.corrupt-*"))
+            if tail.strip():
+                assert len(quarantined) == 1 and quarantined[0].read_bytes() == tail
+            else:
+                assert not quarantined
+
+    check()
+
+
+_INTERRUPT_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from prunebound.sweep import run_sweep
+
+    def slow(t):
+        time.sleep(0.3)
+        return {"pid": os.getpid()}
+
+    run_sweep(slow, [{"x": i} for i in range(200)], sys.argv[1], n_jobs=2, progress=False)
+    """
+)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupt_or_terminate_shuts_down_joblib_workers(tmp_path, sig):
+    """SIGINT or SIGTERM to the driver of a 2-worker sweep: the records written so far stay, and no worker
+    is left computing abandoned trials (before the fix, SIGTERM orphaned both loky workers)."""
+    script = tmp_path / "job.py"
+    script.write_text(_INTERRUPT_SCRIPT)
+    path = tmp_path / "r.jsonl"
+    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (path.exists() and len(path.read_bytes().splitlines()) >= 4):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    recs = read_results(path)
+    assert 4 <= len(recs) < 200
+    alive = {r["result"]["pid"] for r in recs}
+    deadline = time.monotonic() + 10
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _running(pid)}
+        time.sleep(0.1)
+    assert not alive, f"joblib workers {sorted(alive)} outlived the stopped sweep"
+    assert len(read_results(path)) == len(recs)  # and nothing was appended after the stop
