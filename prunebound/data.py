@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import struct
@@ -283,15 +284,25 @@ def digits(*, test_fraction: float = 0.25, seed: int = 0) -> Split:
 # --------------------------------------------------------------------------------------------- file loaders
 
 
+_MAX_FILE_BYTES = 2 * 2**30  # a data file larger than this (or a device, a FIFO) is refused before reading
+
+
 def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise DataError(f"file not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{path} is not a regular file (a folder, device or pipe); expected a data file")
+    if path.stat().st_size > _MAX_FILE_BYTES:
+        raise DataError(f"{path} is {path.stat().st_size} bytes; data files are at most {_MAX_FILE_BYTES} bytes")
     raw = path.read_bytes()
     if path.suffix == ".gz":
         try:
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
+                raw = gz.read(_MAX_FILE_BYTES + 1)
         except (OSError, EOFError) as e:
             raise DataError(f"{path}: not a valid gzip file ({e})") from e
+        if len(raw) > _MAX_FILE_BYTES:
+            raise DataError(f"{path} decompresses to more than {_MAX_FILE_BYTES} bytes; refusing it")
     return raw
 
 

@@ -495,3 +495,19 @@ def test_batchnorm_after_linear_trains():
     r = fit(m, data, epochs=2, batch_size=64, seed=0)  # 65 = 64 + 1: no batch of one reaches BatchNorm
     assert 0 <= r.train_error <= 1 and not m.training
     assert torch.isfinite(m[1].running_mean).all()
+
+
+def test_device_files_are_refused(tmp_path):
+    with pytest.raises(CertificateError, match="regular file"):
+        Certificate.load("/dev/zero")
+    (tmp_path / "train-images-idx3-ubyte").symlink_to("/dev/zero")  # an endless "data file"
+    with pytest.raises(DataError, match="regular file"):
+        D.resolve(f"mnist:dir={tmp_path}")
+
+
+def test_legacy_certificate_without_schema_version_still_verifies(honest):
+    cert, m, data = honest[:3]
+    legacy = {k: v for k, v in cert.to_dict().items() if k not in ("schema_version", "verifiable")}
+    back = Certificate.from_dict(legacy)
+    assert back.schema_version == 2 and back.verifiable
+    assert verify(back, m, data).ok
