@@ -61,7 +61,9 @@ def honest():
 
 
 def test_every_registered_kind_is_covered():
-    assert set(certifiers()) == set(VERIFIABLE_KINDS) | set(DECLARED_KINDS)
+    """A new certifier must be added to the forgery test (kinds named test_* are test doubles)."""
+    registered = {k for k in certifiers() if not k.startswith("test_")}
+    assert registered == set(VERIFIABLE_KINDS) | set(DECLARED_KINDS)
     assert all(is_verifiable(k) for k in VERIFIABLE_KINDS)
     assert not any(is_verifiable(k) for k in DECLARED_KINDS)
 
