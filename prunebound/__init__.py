@@ -8,10 +8,14 @@ sampling-based pruning), :mod:`prunebound.subnet_search` (subset-sum and strong 
 from prunebound.certificate import BoundTerms, Certificate, verify
 from prunebound.data import Dataset, Split, TeacherTask, teacher_task
 from prunebound.errors import (
+    CertificateError,
+    ConcurrentRunError,
     DataError,
+    DataSpecError,
     InvalidParameterError,
     PruneboundError,
     UnsafeCheckpointError,
+    UnsafeOutputError,
     UnsupportedLayerError,
 )
 from prunebound.network import Layer, Network
@@ -31,6 +35,10 @@ __all__ = [
     "PruneboundError",
     "UnsafeCheckpointError",
     "UnsupportedLayerError",
+    "CertificateError",
+    "ConcurrentRunError",
+    "DataSpecError",
+    "UnsafeOutputError",
     "Layer",
     "Network",
     "__version__",

@@ -50,8 +50,9 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output") -> Path:
 def check_writable(path: str | os.PathLike, *, what: str = "output", is_dir: bool = False) -> Path:
     """Check that ``path`` (a file, or a folder with ``is_dir=True``) can be written, before any work starts.
 
-    Creates missing folders (as the later write would), refuses symlinked targets, and probes the folder with
-    a temporary file that is removed again.  Raises :class:`UnsafeOutputError` with the reason.
+    Refuses symlinked targets, and probes the nearest existing folder on the way with a temporary file that
+    is removed again; nothing is left behind (missing folders are created later, by the write itself).
+    Raises :class:`UnsafeOutputError` with the reason.
     """
     p = Path(path)
     if is_dir:
@@ -63,15 +64,17 @@ def check_writable(path: str | os.PathLike, *, what: str = "output", is_dir: boo
     else:
         check_output_path(p, what=what)
         folder = p.parent
+    probe = folder
+    while not probe.exists():
+        if probe.is_symlink():
+            raise UnsafeOutputError(f"{what} {p}: {probe} is a dangling symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UnsafeOutputError(f"{what} {p}: {probe} exists and is not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".prunebound-probe-", dir=probe)
     except OSError as e:
-        raise UnsafeOutputError(f"cannot create the {what} folder {folder}: {e.strerror or e}; "
-                                "choose a writable location") from None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".prunebound-probe-", dir=folder)
-    except OSError as e:
-        raise UnsafeOutputError(f"{what} folder {folder} is not writable ({e.strerror or e}); "
+        raise UnsafeOutputError(f"{what} {p}: folder {probe} is not writable ({e.strerror or e}); "
                                 "choose a writable location") from None
     os.close(fd)
     os.unlink(tmp)

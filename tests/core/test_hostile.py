@@ -511,3 +511,10 @@ def test_legacy_certificate_without_schema_version_still_verifies(honest):
     back = Certificate.from_dict(legacy)
     assert back.schema_version == 2 and back.verifiable
     assert verify(back, m, data).ok
+
+
+def test_check_writable_creates_nothing(tmp_path):
+    before = snapshot(tmp_path)
+    check_writable(tmp_path / "a" / "b" / "c.json")
+    check_writable(tmp_path / "x" / "y", is_dir=True)
+    assert snapshot(tmp_path) == before
