@@ -105,10 +105,13 @@ def test_truncated_last_line_is_ignored_then_repaired(tmp_path):
     # simulate a kill in the middle of writing trial 4's record
     path.write_bytes(full + last[: len(last) // 2])
     assert len(read_results(path)) == 4
-    recs = run_sweep(square, TRIALS, path, progress=False)
+    with pytest.warns(UserWarning, match="truncated last record"):
+        recs = run_sweep(square, TRIALS, path, progress=False)
     assert results_by_key(recs) == EXPECTED
     lines = path.read_text().splitlines()
     assert len(lines) == 8 and all(json.loads(x) for x in lines)
+    (q,) = tmp_path.glob("r.jsonl.corrupt-*")  # the cut record is quarantined, not deleted
+    assert q.read_bytes() == last[: len(last) // 2]
 
 
 def test_corrupt_middle_line_raises(tmp_path):
