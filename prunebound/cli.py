@@ -202,6 +202,9 @@ def format_terms(cert) -> str:
     rows += [(f"  {k}", v) for k, v in sorted(cert.parts.items())]
     w = max(len(k) for k, _ in rows)
     lines = [f"{cert.kind}: with probability >= {1 - cert.delta:g}, risk <= {cert.value:.6f}"]
+    if not getattr(cert, "verifiable", True):
+        lines.insert(0, "UNVERIFIABLE: this bound rests on a quantity you declared (see the note); "
+                        "`prunebound verify` cannot check it")
     for k, v in rows:
         lines.append(f"  {k:<{w}}  {v:.6g}" if isinstance(v, (int, float)) else f"  {k:<{w}}  {v}")
     return "\n".join(lines)

@@ -68,3 +68,19 @@ def test_demo_quick(tmp_path, capsys):
     assert main(["verify", str(out / "certificate.json"), "--model", str(out / "model.pt")]) == 0
     rows = (out / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 3
+
+
+def test_data_limits_and_help(model_file, capsys):
+    big = "teacher:d=6,width=16,n=1500,seed=0"
+    assert main(["certify", str(model_file), "--data", big, "--max-n", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "max_n" in err and "--max-n" in err
+    assert main(["certify", str(model_file), "--data", big, "--max-n", "2000"]) == 0
+    assert main(["--help"]) == 0
+    assert main(["certify", "--help"]) == 0
+
+
+def test_declared_bits_flagged_in_output(model_file, tmp_path, capsys):
+    assert main(["certify", str(model_file), "--data", SPEC, "--param", "bits=100"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("UNVERIFIABLE") and "occam_declared_bits" in out
