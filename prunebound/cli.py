@@ -395,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         print(f"prunebound: error: {_one_line(_user_oserror(e))}", file=sys.stderr)
         return 2
+    except json.JSONDecodeError as e:  # a malformed JSON field inside a user's file
+        print(f"prunebound: error: malformed JSON in an input file ({_one_line(e)}); re-create the file",
+              file=sys.stderr)
+        return 2
     except MemoryError:
         print("prunebound: error: out of memory; use smaller data (n, d) or a smaller model", file=sys.stderr)
         return 2

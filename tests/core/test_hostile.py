@@ -518,3 +518,11 @@ def test_check_writable_creates_nothing(tmp_path):
     check_writable(tmp_path / "a" / "b" / "c.json")
     check_writable(tmp_path / "x" / "y", is_dir=True)
     assert snapshot(tmp_path) == before
+
+
+def test_cli_checkpoint_with_bad_architecture_json(cli_dir, capsys):
+    from prunebound.io import FORMAT
+
+    d, m = cli_dir
+    torch.save({"format": FORMAT, "architecture": "{not json", "state_dict": {"w": torch.zeros(2)}}, d / "bad.pt")
+    _cli(["info", str(d / "bad.pt")], capsys, d)
