@@ -3,7 +3,7 @@
 Subcommands::
 
     prunebound demo [--out DIR]                           train, prune, quantize, certify on MNIST-1D
-    prunebound train --arch mlp:40,64,10 --data SPEC --out MODEL
+    prunebound train --arch mlp:40,64,10 --data SPEC --out MODEL     (--arch resnet20:classes=10,width=16, ...)
     prunebound certify MODEL --data SPEC [--method occam] [--delta 0.05] [--out CERT] [--param k=v ...]
     prunebound verify CERT --model MODEL [--data SPEC]
     prunebound info MODEL
@@ -40,21 +40,9 @@ def _kv(items: list[str] | None) -> dict:
 
 
 def _arch(spec: str):
-    from prunebound import network as N
+    from prunebound.zoo import from_arch
 
-    name, _, rest = spec.partition(":")
-    if name == "mlp":
-        dims = [int(s) for s in rest.split(",")]
-        if len(dims) < 2:
-            raise PruneboundError(f"--arch mlp needs at least d_in,d_out; got {spec!r}")
-        return N.mlp(dims[0], dims[1:-1], dims[-1], seed=0)
-    if name == "lenet300_100":
-        return N.lenet300_100(*(int(s) for s in rest.split(",") if s))
-    if name == "lenet5":
-        return N.lenet5()
-    if name == "conv1d_small":
-        return N.conv1d_small()
-    raise PruneboundError(f"unknown --arch {spec!r}; use mlp:D_IN,W1,...,D_OUT, lenet300_100, lenet5, conv1d_small")
+    return from_arch(spec, seed=0)  # grammar and errors: prunebound.zoo.parse_arch
 
 
 def cmd_demo(a) -> int:
@@ -87,7 +75,7 @@ def cmd_certify(a) -> int:
     path = a.model_opt or a.model
     if not path:
         raise PruneboundError("certify needs a model file (positional MODEL or --model)")
-    m = load_model(path)
+    m = load_model(path, allow_import=a.allow_import)
     d = D.resolve(a.data)
     cert = certify(m, d, method=a.method, delta=a.delta, seed=a.seed, **_kv(a.param))
     if a.out:
@@ -119,7 +107,7 @@ def cmd_verify(a) -> int:
     spec = a.data or cert.data_spec
     if not spec:
         raise PruneboundError("the certificate records no data spec; pass --data")
-    rep = verify(cert, load_model(a.model), D.resolve(spec))
+    rep = verify(cert, load_model(a.model, allow_import=a.allow_import), D.resolve(spec))
     if rep.ok:
         print(f"OK: {cert.summary()} recomputed exactly")
         return 0
@@ -133,7 +121,7 @@ def cmd_info(a) -> int:
     from prunebound import network as N
     from prunebound.io import load_model
 
-    m = load_model(a.model)
+    m = load_model(a.model, allow_import=a.allow_import)
     net = N.Network.from_module(m)
     sp = N.sparsity(m)
     print(f"{a.model}: {len(net.layers)} weighted layers, {N.count_parameters(m)} parameters, "
@@ -152,7 +140,7 @@ def cmd_prune(a) -> int:
 
     if a.method not in REGISTRY:
         raise PruneboundError(f"unknown pruning method {a.method!r}; known: {sorted(REGISTRY)}")
-    m = load_model(a.model)
+    m = load_model(a.model, allow_import=a.allow_import)
     d = D.resolve(a.data) if a.data else None
     rep = REGISTRY[a.method](m, d, sparsity=a.sparsity, seed=a.seed, **_kv(a.param))
     save_model(rep.module, a.out)
@@ -177,6 +165,11 @@ def cmd_repro(a) -> int:
     print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in res.items()}
                      if isinstance(res, dict) else str(res), indent=2, default=str))
     return 0
+
+
+def _allow_import(s) -> None:
+    s.add_argument("--allow-import", action="store_true",
+                   help="let a checkpoint that names a factory 'package.module:function' import it (runs code)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,16 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--param", action="append", help="extra method parameter key=value (JSON value)")
     s.add_argument("--out", default=None)
+    _allow_import(s)
     s.set_defaults(fn=cmd_certify)
 
     s = sub.add_parser("verify", help="recompute a certificate and report differences")
     s.add_argument("cert")
     s.add_argument("--model", required=True)
     s.add_argument("--data", default=None, help="data spec (default: the one recorded in the certificate)")
+    _allow_import(s)
     s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("info", help="describe a saved model")
     s.add_argument("model")
+    _allow_import(s)
     s.set_defaults(fn=cmd_info)
 
     s = sub.add_parser("prune", help="prune a saved model with a classic method")
@@ -230,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--param", action="append")
     s.add_argument("--out", required=True)
+    _allow_import(s)
     s.set_defaults(fn=cmd_prune)
 
     s = sub.add_parser("repro", help="reproducible paper experiments")

@@ -696,6 +696,11 @@ def load_model(path: str | os.PathLike, *, architecture: Mapping | None = None, 
             module.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise DataError(f"{p}: state_dict does not match the model: {str(e).splitlines()[-1][:300]}") from None
+    if on_meta:  # spec / zoo models are built in one floating dtype: a file that mixes or swaps dtypes lies
+        kinds = {str(t.dtype) for _, t in module.named_parameters()}
+        if len(kinds) > 1 or any(not t.is_floating_point() for t in module.parameters()):
+            raise DataError(f"{p}: parameters stored with dtypes {sorted(kinds)}; a {ref['kind']} model has one "
+                            "floating-point dtype (dtype trick?)")
     _retie(p, module, header["tied"])
     _refresh_pruned(module)
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
