@@ -554,17 +554,23 @@ def _build_meta(p: Path, ref: Mapping, sd: Mapping[str, torch.Tensor], pruned: l
     """The module named by ``ref``; on the meta device (True) when it can be checked before allocation."""
     kind = ref.get("kind")
     if kind == "spec":
-        shapes = spec_state_shapes(ref.get("spec"), max_params=None)
-        _budget(p, sum(math.prod(s) for s in shapes.values()), max_params)
+        try:
+            shapes = spec_state_shapes(ref.get("spec"), max_params=None)
+        except (DataError, UnsupportedLayerError) as e:
+            raise type(e)(f"{p}: {e}") from None
         _compare_shapes(p, _expected_names(shapes, pruned), sd, "architecture spec")
+        _budget(p, sum(math.prod(s) for s in shapes.values()), max_params)
         return build_architecture(ref["spec"], device="meta"), True
     if kind == "zoo":
-        from prunebound.zoo import build
+        from prunebound.zoo import REGISTRY, build
 
         name, kw = ref.get("name"), ref.get("kwargs")
         if not isinstance(name, str) or not isinstance(kw, dict):
             raise DataError(f"{p}: zoo reference needs a name and a kwargs object; got {ref!r:.120}")
         try:
+            if name not in REGISTRY:
+                raise InvalidParameterError(f"unknown architecture {name!r:.60}")
+            kw = REGISTRY[name].validate(name, kw)  # before build(): keys like 'device' must not reach it
             shell = build(name, device="meta", max_params=max_params, **kw)
         except InvalidParameterError as e:
             raise DataError(f"{p}: zoo reference rejected: {e}") from None
@@ -688,6 +694,11 @@ def load_model(path: str | os.PathLike, *, architecture: Mapping | None = None, 
         if not isinstance(owner._parameters.get(attr), torch.Tensor):
             raise DataError(f"{p}: the model has no parameter {name!r} to restore its pruning mask on")
         tprune.custom_from_mask(owner, attr, sd[name + "_mask"].to(owner._parameters[attr].device))
+    if on_meta:  # spec / zoo models are built in one floating dtype: a file that mixes or swaps dtypes lies
+        kinds = {str(sd[n].dtype) for n, _ in module.named_parameters() if n in sd}
+        if len(kinds) > 1 or any(not sd[n].is_floating_point() for n, _ in module.named_parameters() if n in sd):
+            raise DataError(f"{p}: parameters stored with dtypes {sorted(kinds)}; a {ref['kind']} model has one "
+                            "floating-point dtype (dtype trick?)")
     try:
         if on_meta:
             module.load_state_dict(sd, strict=True, assign=True)
@@ -696,11 +707,6 @@ def load_model(path: str | os.PathLike, *, architecture: Mapping | None = None, 
             module.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise DataError(f"{p}: state_dict does not match the model: {str(e).splitlines()[-1][:300]}") from None
-    if on_meta:  # spec / zoo models are built in one floating dtype: a file that mixes or swaps dtypes lies
-        kinds = {str(t.dtype) for _, t in module.named_parameters()}
-        if len(kinds) > 1 or any(not t.is_floating_point() for t in module.parameters()):
-            raise DataError(f"{p}: parameters stored with dtypes {sorted(kinds)}; a {ref['kind']} model has one "
-                            "floating-point dtype (dtype trick?)")
     _retie(p, module, header["tied"])
     _refresh_pruned(module)
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
