@@ -135,7 +135,7 @@ def cmd_info(a) -> int:
 def cmd_prune(a) -> int:
     from prunebound import data as D
     from prunebound import network as N
-    from prunebound.io import load_model, save_model
+    from prunebound.io import load_model, read_header, save_model
     from prunebound.pruning import REGISTRY
 
     if a.method not in REGISTRY:
@@ -143,7 +143,9 @@ def cmd_prune(a) -> int:
     m = load_model(a.model, allow_import=a.allow_import)
     d = D.resolve(a.data) if a.data else None
     rep = REGISTRY[a.method](m, d, sparsity=a.sparsity, seed=a.seed, **_kv(a.param))
-    save_model(rep.module, a.out)
+    ref = (read_header(a.model) or {}).get("reference", {})  # keep a factory reference for the pruned copy
+    save_model(rep.module, a.out, **({"factory": ref["target"], "kwargs": ref["kwargs"]}
+                                     if ref.get("kind") == "import" else {}))
     print(f"{a.method}: sparsity {N.sparsity(rep.module).total:.4f}; written to {a.out}")
     return 0
 

@@ -197,7 +197,7 @@ class CifarResNet(ZooModel):
             self.flatten = nn.Flatten()
             self.fc = nn.Linear(4 * width, num_classes)
             for m in self.modules():  # He et al. 2015 init, as in the paper
-                if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+                if isinstance(m, (nn.Conv1d, nn.Conv2d)) and not m.weight.is_meta:  # meta: shapes only
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         kw = {"num_classes": num_classes, "in_channels": in_channels, "width": width, "shortcut": shortcut}
         if dims == 1:

@@ -435,22 +435,35 @@ def test_hostile_load_allocates_little(tmp_path):
     spec_bomb["reference"]["spec"]["children"][0][1].update(in_features=10**6, out_features=10**6)
     _container(tmp_path / "spec_bomb.pt", spec_bomb, sd)
     m = zoo.build("resnet20", width=1, seed=0)
-    _, hz, sdz = _honest(tmp_path, name="z.pt", model=m)
-    hz["reference"]["kwargs"]["width"] = 4096
-    _container(tmp_path / "zoo_bomb.pt", hz, sdz)
+    _, hz, _ = _honest(tmp_path, name="z.pt", model=m)
+    hz["reference"]["kwargs"]["width"] = 1000  # 1.05e9 parameters if built; under the default budget
+    hz["dtypes"] = {"fc.bias": "torch.float32"}
+    _container(tmp_path / "zoo_bomb.pt", hz, {"fc.bias": torch.zeros(10)})
+    assert all((tmp_path / f).stat().st_size < 4096 for f in ("spec_bomb.pt", "zoo_bomb.pt"))
     script = textwrap.dedent(f"""
         import resource, sys
         import torch
         from prunebound import io as pio
         from prunebound.errors import PruneboundError
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+        def vm(key):  # kB; VmHWM is the peak RSS, reset by writing 5 to /proc/self/clear_refs
+            for line in open("/proc/self/status"):
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+        try:
+            open("/proc/self/clear_refs", "w").write("5")
+        except OSError:
+            pass
+        base = vm("VmRSS")
         for name in ("spec_bomb.pt", "zoo_bomb.pt"):
             try:
                 pio.load_model({str(tmp_path)!r} + "/" + name)
                 sys.exit("loaded a bomb")
             except PruneboundError:
                 pass
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+        print((vm("VmHWM") - base) / 1024)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

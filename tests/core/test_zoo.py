@@ -154,7 +154,10 @@ def test_pruned_zoo_model_roundtrip(tmp_path):
     m = zoo.build("resnet20", width=2, seed=0).eval()
     tprune.l1_unstructured(m.layer2[0].conv1, "weight", amount=0.5)
     tprune.random_unstructured(m.fc, "bias", amount=0.3)
-    m2 = pio.load_model(pio.save_model(m, tmp_path / "p.pt"))
+    p = pio.save_model(m, tmp_path / "p.pt")
+    assert pio.read_header(p)["reference"]["kind"] == "zoo"
+    assert pio.read_header(p)["pruned"] == ["fc.bias", "layer2.0.conv1.weight"]
+    m2 = pio.load_model(p)
     assert isinstance(m2.layer2[0].conv1.weight_mask, torch.Tensor)
     assert torch.equal(m2.layer2[0].conv1.weight_mask, m.layer2[0].conv1.weight_mask)
     assert torch.equal(m2.fc.bias_mask, m.fc.bias_mask)
