@@ -294,3 +294,18 @@ def test_fingerprint_recorded(tmp_path):
     assert fp["input_shape"] == [1, 28, 28] and fp["output_shape"] == [4, 10]
     x = pio._fingerprint_inputs((1, 28, 28), torch.float32)
     assert torch.equal(torch.tensor(fp["outputs"], dtype=torch.float64).reshape(4, 10), m(x).double())
+
+
+def test_cli_allow_import(tmp_path, factory_module, capsys):
+    from prunebound.cli import main
+
+    (factory_module / "seq.py").write_text(
+        "from prunebound.network import mlp\ndef make(h=5):\n    return mlp(4, [h], 2, seed=0)\n")
+    p = pio.save_model(pio.load_model(pio.save_model(N.mlp(4, [5], 2, seed=0), tmp_path / "a.pt")),
+                       tmp_path / "imp.pt", factory="userpkg_io.seq:make", kwargs={"h": 5})
+    assert main(["info", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("prunebound: error:") and "--allow-import" in err and len(err.strip().splitlines()) == 1
+    assert "userpkg_io.seq" not in sys.modules
+    assert main(["info", str(p), "--allow-import"]) == 0
+    assert "2 weighted layers" in capsys.readouterr().out

@@ -138,7 +138,7 @@ def test_save_load_identical(tmp_path, name, suffix):
     assert model_sha256(m2) == model_sha256(m)
 
 
-@pytest.mark.parametrize("name", ["resnet20", "densenet_1d", "mobilenet", "lenet5"])
+@pytest.mark.parametrize("name", sorted(TINY))
 def test_float64_roundtrip(tmp_path, name):
     m = zoo.build(name, seed=2, **TINY[name]).double().eval()
     m2 = pio.load_model(pio.save_model(m, tmp_path / "m.pt"))
