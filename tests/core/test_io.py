@@ -12,7 +12,7 @@ from prunebound import io as pio
 from prunebound import network as N
 from prunebound.archspec import architecture as strict_architecture
 from prunebound.certificate import model_sha256
-from prunebound.errors import DataError, UnsafeCheckpointError, UnsupportedLayerError
+from prunebound.errors import DataError, InvalidParameterError, UnsafeCheckpointError, UnsupportedLayerError
 
 
 def _pruned_model():
@@ -309,3 +309,65 @@ def test_cli_allow_import(tmp_path, factory_module, capsys):
     assert "userpkg_io.seq" not in sys.modules
     assert main(["info", str(p), "--allow-import"]) == 0
     assert "2 weighted layers" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- architecture specs
+def _spec_models():
+    return [
+        N.mlp(5, [4, 3], 2, seed=0),
+        N.lenet5(seed=0),
+        N.conv1d_small(seed=0),
+        nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, padding=1, bias=False), nn.BatchNorm2d(4), nn.GELU(),
+                      nn.Conv2d(4, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(8), nn.SiLU(),
+                      nn.Linear(8, 3)),
+        nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.LeakyReLU(0.2), nn.Tanh()), nn.Dropout(0.1),
+                      nn.BatchNorm1d(3, affine=False), nn.Sigmoid(), nn.LayerNorm(3, elementwise_affine=False)),
+    ]
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_spec_shapes_match_built_module(i):
+    from prunebound.archspec import build_architecture, spec_state_shapes
+
+    m = _spec_models()[i]
+    spec = strict_architecture(m)
+    shapes = spec_state_shapes(spec)
+    # independent route: the state_dict of the real module and of a rebuilt one
+    assert shapes == {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    meta = build_architecture(spec, device="meta")
+    assert all(t.is_meta for t in meta.state_dict().values())
+    assert {k: tuple(v.shape) for k, v in meta.state_dict().items()} == shapes
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_spec_models_roundtrip(tmp_path, i):
+    m = _spec_models()[i]
+    m.train()
+    shape = pio._infer_input_shape(m) or (3,)
+    m(torch.randn(4, *shape))
+    m.eval()
+    m2 = pio.load_model(pio.save_model(m, tmp_path / "s.pt", input_shape=shape))
+    x = torch.randn(3, *shape)
+    assert torch.equal(m2(x), m(x)) and model_sha256(m2) == model_sha256(m)
+
+
+def test_spec_refuses_what_it_cannot_describe():
+    class MyLinear(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    with pytest.raises(UnsupportedLayerError, match="MyLinear"):
+        strict_architecture(nn.Sequential(MyLinear(2, 2)))
+    hooked = nn.Sequential(nn.Linear(2, 2))
+    hooked[0].register_forward_hook(lambda mod, inp, out: out * 2)
+    with pytest.raises(UnsupportedLayerError, match="hook"):
+        strict_architecture(hooked)
+    pruned = N.mlp(2, [2], 2)
+    N.apply_masks(pruned, {"0": torch.ones(2, 2)})
+    assert strict_architecture(pruned) == strict_architecture(N.mlp(2, [2], 2))  # prune hooks are fine
+
+
+def test_save_with_wrong_input_shape(tmp_path):
+    with pytest.raises(InvalidParameterError, match="input_shape"):
+        pio.save_model(N.mlp(3, [2], 2), tmp_path / "w.pt", input_shape=(5,))
+    assert list(tmp_path.iterdir()) == []
