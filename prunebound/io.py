@@ -213,7 +213,7 @@ def save_model(module: nn.Module, path: str | os.PathLike, *, factory: str | Non
     zoo reference for :mod:`prunebound.zoo` models, an architecture spec for plain ``nn.Sequential`` trees, and
     ``none`` otherwise (load it with ``load_model(path, module=...)``).  ``input_shape`` (without the batch
     dimension) sets the fingerprint inputs; by default it is the zoo model's input shape or inferred from the
-    first layer.
+    first layer.  Saving runs the model (eval mode, no gradients, training mode restored) on those inputs.
     """
     if not isinstance(module, nn.Module):
         raise InvalidParameterError(f"module must be a torch.nn.Module; got {type(module).__name__}")

@@ -263,3 +263,15 @@ def test_conv_teacher_bad_shape():
 def test_resolve_conv_teacher():
     d = D.resolve("conv_teacher:n=16,k=3,width=4")
     assert d.x.shape == (16, 3, 32, 32) and d.n_classes == 3
+
+
+def test_conv_teacher_inputs_smooth_and_unit_variance():
+    x_iid = D.conv_teacher_task(width=4, upsample=1).sample(500, 0).x
+    x_smooth = D.conv_teacher_task(width=4, upsample=4).sample(500, 0).x
+
+    def neighbour_corr(x):
+        a, b = x[..., :, :-1].reshape(-1), x[..., :, 1:].reshape(-1)
+        return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+    assert abs(float(x_iid.std()) - 1) < 0.02 and abs(neighbour_corr(x_iid)) < 0.02
+    assert abs(float(x_smooth.std()) - 1) < 0.05 and neighbour_corr(x_smooth) > 0.8
