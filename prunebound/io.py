@@ -379,7 +379,10 @@ def _build_meta(p: Path, ref: Mapping, sd: Mapping[str, torch.Tensor], pruned: l
                 obj = getattr(obj, a)
         except (ImportError, AttributeError) as e:
             raise DataError(f"{p}: cannot import factory {target!r} ({e})") from None
-        module = obj(**kw)
+        try:
+            module = obj(**kw)
+        except (TypeError, ValueError) as e:  # wrong keyword arguments recorded in the file
+            raise DataError(f"{p}: factory {target!r} refused the recorded kwargs {kw!r:.120} ({e})") from None
         if not isinstance(module, nn.Module):
             raise DataError(f"{p}: factory {target!r} returned a {type(module).__name__}, not an nn.Module")
         return module, False

@@ -308,6 +308,12 @@ def test_import_path_needs_allow_import(tmp_path, monkeypatch):
     sys.modules.pop("hostile_pkg_io", None)
 
 
+def test_import_path_wrong_kwargs(tmp_path):
+    _, h, sd = _honest(tmp_path)
+    h["reference"] = {"kind": "import", "target": "prunebound.network:mlp", "kwargs": {"colour": "red"}}
+    _refuses(_container(tmp_path / "kw.pt", h, sd), DataError, "refused the recorded kwargs", allow_import=True)
+
+
 def test_import_path_malformed(tmp_path):
     _, h, sd = _honest(tmp_path)
     h["reference"] = {"kind": "import", "target": "os:system; rm -rf /", "kwargs": {}}
