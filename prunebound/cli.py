@@ -3,7 +3,7 @@
 Subcommands::
 
     prunebound demo [--out DIR]                           train, prune, quantize, certify on MNIST-1D
-    prunebound train --arch mlp:40,64,10 --data SPEC --out MODEL
+    prunebound train --arch mlp:40,64,10 --data SPEC --out MODEL     (--arch resnet20:classes=10,width=16, ...)
     prunebound certify MODEL --data SPEC [--method occam] [--delta 0.05] [--out CERT] [--param k=v ...]
     prunebound verify CERT --model MODEL [--data SPEC]
     prunebound info MODEL
@@ -39,7 +39,6 @@ from prunebound.errors import InvalidParameterError, PruneboundError
 __all__ = ["main", "build_parser"]
 
 
-_MAX_WIDTH = 100_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,38 +82,10 @@ def _check_params(fn, params: dict, what: str) -> None:
         raise InvalidParameterError(f"{what} has no parameter(s) {unknown}; its --param keys are {sorted(allowed)}")
 
 
-def _ints(spec: str, rest: str) -> list[int]:
-    try:
-        dims = [int(s) for s in rest.split(",") if s.strip()]
-    except ValueError:
-        raise InvalidParameterError(
-            f"--arch {spec!r}: the sizes must be integers separated by commas, e.g. mlp:40,64,10") from None
-    bad = [d for d in dims if not 1 <= d <= _MAX_WIDTH]
-    if bad:
-        raise InvalidParameterError(f"--arch {spec!r}: sizes must lie in [1, {_MAX_WIDTH}], got {bad}")
-    return dims
-
-
 def _arch(spec: str):
-    from prunebound import network as N
+    from prunebound.zoo import from_arch
 
-    name, _, rest = spec.partition(":")
-    if name == "mlp":
-        dims = _ints(spec, rest)
-        if len(dims) < 2:
-            raise InvalidParameterError(f"--arch mlp needs at least d_in,d_out; got {spec!r}")
-        return N.mlp(dims[0], dims[1:-1], dims[-1], seed=0)
-    if name == "lenet300_100":
-        dims = _ints(spec, rest)
-        if len(dims) > 2:
-            raise InvalidParameterError(f"--arch lenet300_100 takes at most d_in,d_out; got {spec!r}")
-        return N.lenet300_100(*dims)
-    if name in ("lenet5", "conv1d_small"):
-        if rest:
-            raise InvalidParameterError(f"--arch {name} takes no sizes; got {spec!r}")
-        return N.lenet5() if name == "lenet5" else N.conv1d_small()
-    raise InvalidParameterError(
-        f"unknown --arch {spec!r}; use mlp:D_IN,W1,...,D_OUT, lenet300_100, lenet5, conv1d_small")
+    return from_arch(spec, seed=0)  # grammar and errors: prunebound.zoo.parse_arch
 
 
 def _data(a, spec: str):
@@ -123,7 +94,7 @@ def _data(a, spec: str):
     return D.resolve(spec, max_n=getattr(a, "max_n", None), max_dim=getattr(a, "max_dim", None))
 
 
-def _save_model_atomic(module, out: str | os.PathLike) -> Path:
+def _save_model_atomic(module, out: str | os.PathLike, **save_kw) -> Path:
     """``save_model`` to a temp file in the destination folder, then an atomic rename (symlinks refused)."""
     from prunebound.files import check_output_path
     from prunebound.io import save_model
@@ -133,7 +104,7 @@ def _save_model_atomic(module, out: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.tmp-", suffix=p.suffix, dir=p.parent)
     os.close(fd)
     try:
-        save_model(module, tmp)
+        save_model(module, tmp, **save_kw)
         check_output_path(p, what="--out")
         os.replace(tmp, p)
     except BaseException:
@@ -184,7 +155,7 @@ def cmd_certify(a) -> int:
         raise InvalidParameterError("give the model once: positional MODEL or --model, not two different files")
     _check_out(a.out)
     params = _kv(a.param)
-    m = load_model(path)
+    m = load_model(path, allow_import=a.allow_import)
     d = _data(a, a.data)
     cert = certify(m, d, method=a.method, delta=a.delta, seed=a.seed, **params)
     if a.out:
@@ -218,7 +189,7 @@ def cmd_verify(a) -> int:
     spec = a.data or cert.data_spec
     if not spec:
         raise InvalidParameterError("the certificate records no data spec; pass --data SPEC")
-    model = load_model(a.model)
+    model = load_model(a.model, allow_import=a.allow_import)
     rep = verify(cert, model, _data(a, spec))
     if rep.ok:
         print(f"OK: {cert.summary()} recomputed exactly")
@@ -233,7 +204,7 @@ def cmd_info(a) -> int:
     from prunebound import network as N
     from prunebound.io import load_model
 
-    m = load_model(a.model)
+    m = load_model(a.model, allow_import=a.allow_import)
     net = N.Network.from_module(m)
     sp = N.sparsity(m)
     print(f"{a.model}: {len(net.layers)} weighted layers, {N.count_parameters(m)} parameters, "
@@ -254,10 +225,14 @@ def cmd_prune(a) -> int:
     params = _kv(a.param)
     _check_params(REGISTRY[a.method], params, f"pruning method {a.method!r}")
     _check_out(a.out)
-    m = load_model(a.model)
+    m = load_model(a.model, allow_import=a.allow_import)
     d = _data(a, a.data) if a.data else None
     rep = REGISTRY[a.method](m, d, sparsity=a.sparsity, seed=a.seed, **params)
-    _save_model_atomic(rep.module, a.out)
+    from prunebound.io import read_header
+
+    ref = (read_header(a.model) or {}).get("reference", {})  # keep a factory reference for the pruned copy
+    _save_model_atomic(rep.module, a.out, **({"factory": ref["target"], "kwargs": ref["kwargs"]}
+                                             if ref.get("kind") == "import" else {}))
     print(f"{a.method}: sparsity {N.sparsity(rep.module).total:.4f}; written to {a.out}")
     return 0
 
@@ -283,6 +258,11 @@ def cmd_repro(a) -> int:
     print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in res.items()}
                      if isinstance(res, dict) else str(res), indent=2, default=str))
     return 0
+
+
+def _allow_import(s) -> None:
+    s.add_argument("--allow-import", action="store_true",
+                   help="let a checkpoint that names a factory 'package.module:function' import it (runs code)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--param", action="append", help="extra method parameter key=value (JSON value)")
     s.add_argument("--out", default=None)
     _limits(s)
+    _allow_import(s)
     s.set_defaults(fn=cmd_certify)
 
     s = sub.add_parser("verify", help="recompute a certificate and report differences")
@@ -326,10 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--data", default=None, help="data spec (default: the one recorded in the certificate)")
     _limits(s)
+    _allow_import(s)
     s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("info", help="describe a saved model")
     s.add_argument("model")
+    _allow_import(s)
     s.set_defaults(fn=cmd_info)
 
     s = sub.add_parser("prune", help="prune a saved model with a classic method")
@@ -341,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--param", action="append")
     s.add_argument("--out", required=True)
     _limits(s)
+    _allow_import(s)
     s.set_defaults(fn=cmd_prune)
 
     s = sub.add_parser("repro", help="reproducible paper experiments")

@@ -8,6 +8,9 @@ Data sets shipped or generated offline:
 * :func:`teacher_task` -- a fixed random ReLU teacher network; :meth:`TeacherTask.sample` draws fresh i.i.d.
   labelled points forever, so the true risk of any model can be estimated to any precision.  This is the ground
   truth for every bound-verification test.
+* :func:`conv_teacher_task` (or ``teacher_task(shape=(3, 32, 32))``) -- the same for CIFAR-shaped images: a
+  fixed random convolutional teacher labels smooth random 3x32x32 images, so conv nets (ResNet-20, VGG, ...)
+  get a measurable true risk.
 * :func:`mnist1d` -- MNIST-1D (Greydanus 2020), generated with ``mnist1d.data.make_dataset`` (never downloaded).
 * :func:`digits` -- scikit-learn's 8x8 digits.
 * :func:`load_mnist` (IDX files, plain or ``.gz``) and :func:`load_cifar10` (the *binary* release, no pickle).
@@ -32,6 +35,7 @@ from torch import nn
 from prunebound.errors import (
     DataError,
     DataSpecError,
+    InvalidParameterError,
     check_positive_int,
     check_probability,
 )
@@ -41,6 +45,8 @@ __all__ = [
     "Split",
     "TeacherTask",
     "teacher_task",
+    "ConvTeacherTask",
+    "conv_teacher_task",
     "mnist1d",
     "digits",
     "load_mnist",
@@ -232,9 +238,90 @@ class TeacherTask:
 
 
 def teacher_task(d_in: int = 20, width: int = 64, n_classes: int = 2, label_noise: float = 0.0,
-                 seed: int = 0) -> TeacherTask:
-    """Create a :class:`TeacherTask` (see there)."""
+                 seed: int = 0, *, shape: Sequence[int] | None = None) -> TeacherTask:
+    """Create a :class:`TeacherTask` (see there); with ``shape=(C, H, W)`` a :class:`ConvTeacherTask`
+    (``d_in`` is then ignored and ``width`` is the teacher's number of filters)."""
+    if shape is not None:
+        return ConvTeacherTask(tuple(shape), width, n_classes, label_noise, seed=seed)
     return TeacherTask(d_in, width, n_classes, label_noise, seed=seed)
+
+
+class ConvTeacherTask(TeacherTask):
+    """A fixed random convolutional teacher on image-shaped inputs (CIFAR-shaped by default: 3x32x32).
+
+    Inputs are smooth random images: ``z ~ N(0, I)`` of shape ``(C, ceil(H / upsample), ceil(W / upsample))``,
+    bilinearly upsampled to ``(C, H, W)`` and scaled to unit pixel variance (``upsample=1``: i.i.d. Gaussian
+    pixels).  The teacher is conv5x5(C -> ``width``, stride 2, padding 2) - ReLU - 4x4 average pooling -
+    fc(-> ``n_classes``) with Gaussian weights from ``seed``, and ``y = argmax teacher(x)``, flipped to a
+    uniformly random other class with probability ``label_noise`` (so the Bayes risk is exactly
+    ``label_noise``).  The fc bias is set to minus the teacher's mean logit (estimated once on 4,096 seeded
+    inputs) so that the classes are roughly balanced.  :meth:`sample` draws fresh i.i.d. samples forever and
+    :meth:`true_risk` estimates a model's 0-1 risk, as for :class:`TeacherTask`.
+
+    Why smooth inputs: with i.i.d. pixels (``upsample=1``, 3,072 independent dimensions) a LeNet-5 trained on
+    4,000 samples for 20 epochs (Adam, lr 2e-3) stays near chance (train error 0.87, true risk 0.87 with 10
+    classes); with ``upsample=4`` (192 latent dimensions, image-like spatial correlation) the same run reaches
+    train error 0.29 and true risk 0.43, leaving room both to learn and to overfit.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (3, 32, 32), width: int = 16, n_classes: int = 10,
+                 label_noise: float = 0.0, *, upsample: int = 4, seed: int = 0) -> None:
+        if len(shape) != 3:
+            raise InvalidParameterError(f"shape must be (channels, height, width); got {shape!r}")
+        c, h, w = (check_positive_int(f"shape[{i}]", s) for i, s in enumerate(shape))
+        if h < 8 or w < 8 or h * w * c > 1 << 20:
+            raise InvalidParameterError(f"shape {shape!r}: height and width must be >= 8 and C*H*W <= 2**20")
+        check_positive_int("width", width)
+        check_positive_int("n_classes", n_classes, minimum=2)
+        check_positive_int("upsample", upsample)
+        check_probability("label_noise", label_noise, open_left=False)
+        self.shape, self.d_in, self.upsample = (c, h, w), c * h * w, upsample
+        self.width, self.n_classes, self.label_noise, self.seed = width, n_classes, label_noise, seed
+        self._latent = (c, -(-h // upsample), -(-w // upsample))
+        self._scale = 1.0
+        g = torch.Generator().manual_seed(int(seed))
+        conv = nn.Conv2d(c, width, 5, stride=2, padding=2)
+        pooled = ((h + 1) // 2 // 4) * ((w + 1) // 2 // 4)
+        fc = nn.Linear(width * pooled, n_classes)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / math.sqrt(c * 25))
+            conv.bias.copy_(0.1 * torch.randn(width, generator=g))
+            fc.weight.copy_(torch.randn(fc.weight.shape, generator=g) / math.sqrt(width * pooled))
+            fc.bias.zero_()
+        self.teacher = nn.Sequential(conv, nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(), fc)
+        self.teacher.requires_grad_(False)
+        with torch.no_grad():
+            probe = self._inputs(4096, g)
+            self._scale = float(probe.std())
+            fc.bias.copy_(-self.teacher(probe / self._scale).mean(0))
+        self.name = (f"conv_teacher(shape={c}x{h}x{w},w={width},k={n_classes},eta={label_noise},up={upsample},"
+                     f"seed={seed})")
+
+    def _inputs(self, n: int, g: torch.Generator) -> torch.Tensor:
+        if self.upsample == 1:
+            return torch.randn(n, *self.shape, generator=g)
+        z = torch.randn(n, *self._latent, generator=g)
+        x = torch.nn.functional.interpolate(z, size=self.shape[1:], mode="bilinear", align_corners=False)
+        return x / self._scale
+
+    def sample(self, n: int, generator: torch.Generator | int | None = None) -> Dataset:
+        """Draw ``n`` fresh labelled images (seeded by ``generator``: a ``torch.Generator`` or an int seed)."""
+        check_positive_int("n", n)
+        g = self._gen(generator)
+        x = self._inputs(n, g)
+        with torch.no_grad():
+            y = self.teacher(x).argmax(1)
+        if self.label_noise > 0:
+            flip = torch.rand(n, generator=g) < self.label_noise
+            shift = torch.randint(1, self.n_classes, (n,), generator=g)
+            y = torch.where(flip, (y + shift) % self.n_classes, y)
+        return Dataset(x, y, name=self.name, n_classes=self.n_classes)
+
+
+def conv_teacher_task(shape: Sequence[int] = (3, 32, 32), width: int = 16, n_classes: int = 10,
+                      label_noise: float = 0.0, seed: int = 0, *, upsample: int = 4) -> ConvTeacherTask:
+    """Create a :class:`ConvTeacherTask` (CIFAR-shaped by default; see there)."""
+    return ConvTeacherTask(tuple(shape), width, n_classes, label_noise, upsample=upsample, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------- MNIST-1D
@@ -386,12 +473,14 @@ DEFAULT_MAX_DIM = 10_000
 
 _SPEC_KEYS = {
     "teacher": {"d", "width", "k", "noise", "seed", "n", "sample_seed", "part"},
+    "conv_teacher": {"width", "k", "noise", "up", "seed", "n", "sample_seed", "part"},
     "mnist1d": {"n", "seed", "part"},
     "digits": {"seed", "part"},
     "mnist": {"dir", "part"},
     "cifar10": {"dir", "part"},
 }
-_SPEC_FORMS = ("teacher:d=20,width=64,k=2,noise=0.0,seed=0,n=1000,sample_seed=1, mnist1d:n=4000,seed=0, "
+_SPEC_FORMS = ("teacher:d=20,width=64,k=2,noise=0.0,seed=0,n=1000,sample_seed=1, "
+               "conv_teacher:width=16,k=10,noise=0.0,up=4,seed=0,n=1000,sample_seed=1, mnist1d:n=4000,seed=0, "
                "digits:seed=0, mnist:dir=PATH, cifar10:dir=PATH (each optionally ,part=train|test)")
 
 
@@ -414,7 +503,8 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     name = name.strip()
     if name not in _SPEC_KEYS:
         raise DataSpecError(
-            f"unknown data set {name!r} in spec {spec!r}; known: teacher, mnist1d, digits, mnist, cifar10")
+            f"unknown data set {name!r} in spec {spec!r}; "
+            "known: teacher, conv_teacher, mnist1d, digits, mnist, cifar10")
     unknown = sorted(set(kw) - _SPEC_KEYS[name])
     if unknown:
         raise DataSpecError(f"data spec {spec!r}: unknown keys {unknown} for {name!r}; allowed: "
@@ -466,6 +556,18 @@ def resolve(spec: str, *, max_n: int | None = None, max_dim: int | None = None) 
         raise DataSpecError(f"data spec {spec!r}: part must be train or test, got {part!r}")
     n_lim = " (max_n; pass a larger max_n / --max-n for data you trust)"
     d_lim = " (max_dim; pass a larger max_dim / --max-dim for data you trust)"
+    if name == "conv_teacher":  # CIFAR-shaped: conv_teacher:width=16,k=10,noise=0.0,up=4,seed=0,n=1000,sample_seed=1
+        width = _spec_int(spec, kw, "width", 16, lo=1, hi=max_dim, limit=d_lim)
+        k = _spec_int(spec, kw, "k", 10, lo=2, hi=max_dim, limit=d_lim)
+        up = _spec_int(spec, kw, "up", 4, lo=1, hi=32)
+        n = _spec_int(spec, kw, "n", 1000, lo=1, hi=max_n, limit=n_lim)
+        if n * 3 * 32 * 32 > 1000 * max_n:
+            raise DataSpecError(f"data spec {spec!r}: n * 3072 = {n * 3072} values exceeds the limit "
+                                f"1000 * max_n = {1000 * max_n}{n_lim}")
+        t = conv_teacher_task((3, 32, 32), width, k, _spec_float(spec, kw, "noise", 0.0),
+                              _spec_int(spec, kw, "seed", 0, lo=0, hi=2**63 - 1), upsample=up)
+        ds = t.sample(n, _spec_int(spec, kw, "sample_seed", 1, lo=0, hi=2**63 - 1))
+        return Dataset(ds.x, ds.y, ds.name, ds.n_classes, spec=spec)
     if name == "teacher":
         d_in = _spec_int(spec, kw, "d", 20, lo=1, hi=max_dim, limit=d_lim)
         width = _spec_int(spec, kw, "width", 64, lo=1, hi=max_dim, limit=d_lim)

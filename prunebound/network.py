@@ -535,71 +535,8 @@ def sparsity(module: nn.Module | Network) -> SparsityReport:
 
 
 # ---------------------------------------------------------------------- architecture spec (for safe IO)
-_SPEC_ATTRS: dict[type, tuple[str, ...]] = {
-    nn.Linear: ("in_features", "out_features"),
-    nn.Conv1d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
-    nn.Conv2d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
-    nn.ReLU: (),
-    nn.MaxPool1d: ("kernel_size", "stride", "padding"),
-    nn.MaxPool2d: ("kernel_size", "stride", "padding"),
-    nn.AvgPool1d: ("kernel_size", "stride", "padding"),
-    nn.AvgPool2d: ("kernel_size", "stride", "padding"),
-    nn.Flatten: ("start_dim", "end_dim"),
-    nn.Unflatten: ("dim", "unflattened_size"),
-    nn.Dropout: ("p",),
-    nn.Identity: (),
-    nn.BatchNorm1d: ("num_features", "eps", "momentum", "affine"),
-    nn.BatchNorm2d: ("num_features", "eps", "momentum", "affine"),
-}
-_SPEC_TYPES = {t.__name__: t for t in _SPEC_ATTRS}
-
-
-def _jsonable(v):
-    if isinstance(v, tuple):
-        return [_jsonable(a) for a in v]
-    return v
-
-
-def architecture(module: nn.Module) -> dict:
-    """A JSON-serialisable description of a supported module (nesting and child names preserved).
-
-    Together with a state_dict it rebuilds the model via :func:`build_architecture` without pickle.
-    """
-    if isinstance(module, nn.Sequential):
-        return {
-            "type": "Sequential",
-            "children": [[name, architecture(c)] for name, c in module.named_children()],
-        }
-    t = type(module)
-    if t not in _SPEC_ATTRS:
-        raise UnsupportedLayerError(f"cannot describe layer of type {t.__name__}")
-    spec = {"type": t.__name__}
-    for a in _SPEC_ATTRS[t]:
-        spec[a] = _jsonable(getattr(module, a))
-    if isinstance(module, WEIGHTED):
-        spec["bias"] = module.bias is not None
-    return spec
-
-
-def build_architecture(spec: Mapping) -> nn.Module:
-    """Inverse of :func:`architecture`: a freshly initialised module of the described shape."""
-    if not isinstance(spec, Mapping) or "type" not in spec:
-        raise DataError(f"architecture spec must be a mapping with a 'type'; got {spec!r:.200}")
-    if spec["type"] == "Sequential":
-        seq = nn.Sequential()
-        for name, child in spec["children"]:
-            seq.add_module(str(name), build_architecture(child))
-        return seq
-    if spec["type"] not in _SPEC_TYPES:
-        raise UnsupportedLayerError(f"architecture names unsupported layer type {spec['type']!r}")
-    t = _SPEC_TYPES[spec["type"]]
-    kwargs = {}
-    for a in _SPEC_ATTRS[t]:
-        v = spec[a]
-        kwargs[a] = tuple(v) if isinstance(v, list) else v
-    if t in WEIGHTED:
-        kwargs["bias"] = bool(spec.get("bias", True))
-    return t(**kwargs)
+# Moved to prunebound.archspec (strict: only exact nn.Sequential trees; validated before building); re-exported.
+from prunebound.archspec import architecture, build_architecture  # noqa: E402
 
 
 # ---------------------------------------------------------------------- model zoo
