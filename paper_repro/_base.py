@@ -235,10 +235,13 @@ def write_outputs(fig, rows: Sequence[Mapping[str, Any]], out_dir, name: str,
                   columns: Sequence[str] | None = None, *, caption: Caption | None = None) -> list[Path]:
     """Save ``fig`` (PDF + PNG) and the table ``rows`` (CSV + JSON) as ``out_dir/name.*``; return paths.
 
-    The JSON is ``{"experiment": name, "caption": caption.to_dict(), "protocol": [...], "columns": [...],
+    Rows without the published-number columns get them empty (:func:`with_paper`).  The JSON is
+    ``{"experiment": name, "caption": caption.to_dict(), "protocol": [...], "columns": [...],
     "rows": [...]}``, strict JSON: NaN/inf become ``null`` (the CSV keeps ``nan``/``inf``)."""
     d = Path(out_dir)
     paths = savefig(fig, d, name)
+    if not any("paper" in r for r in rows):  # every table has the published-number columns
+        rows = with_paper(rows, lambda r: None)
     if columns is None:
         columns = list(dict.fromkeys(k for r in rows for k in r))
     paths.append(write_csv(d / f"{name}.csv", rows, columns))

@@ -59,6 +59,11 @@ class QuickRun:
         cap = js["caption"]
         assert {"model", "data", "n", "seeds", "bands", "delta", "protocols", "text"} <= set(cap)
         assert js["protocol"] == cap["protocols"]
+        assert {"paper", "paper_quantity", "paper_source"} <= set(js["columns"])  # published-number columns
+        for r in js["rows"]:
+            assert (r["paper"] is None) == (r["paper_source"] is None) == (r["paper_quantity"] is None)
+            if r["paper"] is not None:
+                assert r["paper_quantity"] in r  # the column of ours it compares with
         cfg = json.loads((self.out_dir / "config.json").read_text())
         assert cfg["experiment"] == self.name
 
@@ -87,7 +92,7 @@ class QuickRun:
         text = caps[0]
         cap = self.json["caption"]
         assert cap["text"].split() == text.split()
-        assert f"n = {n}" in text and cap["n"] == n
+        assert f"{cap['n_label']} = {n}" in text and cap["n"] == n
         assert f"{seeds} seed" in text and cap["seeds"] == seeds
         if delta is not None:
             assert f"δ = {delta:g}" in text and cap["delta"] == delta
