@@ -42,6 +42,7 @@ __all__ = [
     "new_figure",
     "mean_band",
     "line_with_band",
+    "CAPTION_GID",
     "add_caption",
     "legend_overlaps",
     "fix_legends",
