@@ -303,7 +303,8 @@ def caption(results: list[dict]) -> Caption:
     data = " / ".join(f"teacher task (label noise {t['label_noise']:g}, true risk on {t['n_test']} fresh samples)"
                       if ds == "teacher" else "MNIST-1D (held-out test error)" for ds in by)
     return Caption(model="MLP " + ", ".join(models) + f", SGD {t['epochs']} epochs", data=data,
-                   n=", ".join(ns), seeds=seeds, delta=t["delta"],
+                   n=", ".join(ns) if len(ns) > 1 else int(next(iter(by.values()))["result"]["n_train"]),
+                   seeds=seeds, delta=t["delta"],
                    bands=f"error bars: standard error of the bound over {seeds} seeds",
                    extra="Each bound certifies its own compressed model; the dot is that model's measured risk.")
 

@@ -140,14 +140,14 @@ def caption(results: list[dict]) -> Caption:
 
 @styled
 def figure(results: list[dict]):
-    fig, ax = new_figure()
+    fig, ax = new_figure(width=4.6, aspect=0.6)
     x = results[0]["result"]["epoch"]
     for q, label in QUANTITIES:
         line_with_band(ax, x, stack_over_seeds(results, q), label=label, band=BAND)
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FormatStrFormatter
 
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("epoch")
     ax.set_ylabel("log10 (effective) parameters")
     ax.legend(fontsize=6, loc="best")

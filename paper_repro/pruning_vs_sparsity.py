@@ -376,7 +376,7 @@ def figure(results: list[dict]):
     a dotted line. A method keeps its colour and marker in every panel; one legend, off the data."""
     groups = group_by(results, "method")
     panels = [p for p in PANELS if any(p == q for r in results for q, _ in _panel_fields(r))]
-    fig, axes = new_figure(len(panels), 1, width=PAGE_WIDTH, aspect=0.42 if len(panels) > 2 else 0.5,
+    fig, axes = new_figure(len(panels), 1, width=PAGE_WIDTH, aspect=0.45 if len(panels) > 2 else 0.62,
                            sharey=True)
     axes = np.atleast_1d(axes)
     dense = summary([r["result"]["dense_test_error"] for r in results])["mean"]

@@ -142,7 +142,9 @@ def test_run_trial_is_deterministic():
 
 def test_caption_and_legends(quick_run):
     c = quick_run.config
-    n = ", ".join(f"{quick_run.rows[0]['n_train']} (teacher task)" for _ in c.datasets)
+    n = quick_run.rows[0]["n_train"] if len(c.datasets) == 1 else ", ".join(
+        f"{r['n_train']} ({'teacher task' if r['dataset'] == 'teacher' else 'MNIST-1D'})"
+        for r in quick_run.rows if r["method"] == "occam")
     text = quick_run.check_caption(n=n, seeds=len(c.seeds), delta=c.delta)
     assert "standard error" in text and len(c.seeds) >= 5
     quick_run.check_legends()
