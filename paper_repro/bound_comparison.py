@@ -128,7 +128,7 @@ class Config:
                    mc_samples=100, posterior_draws=10, arora_bits_grid=(2, 3, 4, 5, 6, 8, 10, 12),
                    subspace_grid=((25, 8), (50, 8), (100, 8)),
                    mnist1d_subspace_grid=((100, 16), (250, 16), (500, 16)),
-                   subspace_epochs=30, subspace_qat_epochs=5, seeds=(0, 1, 2))
+                   subspace_epochs=30, subspace_qat_epochs=5, seeds=tuple(range(5)))
 
     def to_dict(self) -> dict:
         return config_dict(self)
