@@ -227,7 +227,9 @@ def test_every_registered_certifier_is_documented():
     table = text[text.index("### Certifiers"):]
     table = table[: table.index("\n## ")]
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z0-9_]+)` \|(.+)$", table, re.M)}
-    missing = sorted(set(certifiers()) - set(rows))
+    shipped = {k for k, fn in certifiers().items() if getattr(fn, "__module__", "").startswith("prunebound")}
+    assert {"occam", "zhou2019", "subspace"} <= shipped  # (tests may register their own; those are skipped)
+    missing = sorted(shipped - set(rows))
     assert not missing, f"certifiers missing from the README table: {missing}"
     for name, rest in rows.items():
         paper, what = [c.strip() for c in rest.split("|")[:2]]
