@@ -81,8 +81,8 @@ class Config:
     n_test: int = 1000
     mnist1d_samples: int = 2000
     mnist1d_hidden: int = 128
-    digits_hidden: int = 128
-    n_select: tuple[int, ...] = (4, 16, 32)
+    digits_hidden: int = 64
+    n_select: tuple[int, ...] = (4, 12, 24)
     epochs: int = 15
     lr: float = 0.1
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
