@@ -296,7 +296,7 @@ def fix_legends(fig) -> list[str]:
                       for a in fig.axes for _, xy in _plotted_points(a))
         if covered:
             handles, labels = lg.legend_handles, [t.get_text() for t in lg.get_texts()]
-            kw = {"ncol": lg._ncols, "fontsize": lg.get_texts()[0].get_fontsize() if labels else None}
+            kw = {"ncol": getattr(lg, "_ncols", 1), "fontsize": lg.get_texts()[0].get_fontsize() if labels else None}
             lg.remove()
             ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
     return legend_overlaps(fig)
