@@ -10,8 +10,17 @@ Every experiment module defines
 * ``run_trial(trial) -> dict``: one trial, deterministic given the trial (module-level, so it pickles);
 * ``run(config, out_dir, *, backend, scheduler, n_jobs, progress) -> list[dict]``: the sweep, resumable,
   results in ``out_dir/results.jsonl`` (see :func:`prunebound.sweep.run_sweep`);
-* ``table(results) -> list[dict]`` and ``figure(results) -> matplotlib Figure``;
-* ``plot(results, out_dir) -> list[Path]``: ``NAME.pdf``, ``NAME.png``, ``NAME.csv`` and ``NAME.json``.
+* ``caption(results) -> Caption``: what a reader needs to judge the figure (model, data, n, delta where a
+  bound is drawn, seeds, what the bands are, the comparison :class:`Protocol`);
+* ``table(results) -> list[dict]`` and ``figure(results) -> matplotlib Figure`` (which ends with
+  :func:`finish_figure`: the caption under the axes, legends moved off the data);
+* ``plot(results, out_dir) -> list[Path]``: ``NAME.pdf``, ``NAME.png``, ``NAME.csv`` and ``NAME.json`` (the
+  JSON holds ``{"experiment", "caption", "protocol", "columns", "rows"}``; the CSV the same rows).
+
+Published numbers: an experiment with a comparable number from a paper puts it in the rows it compares with
+(:func:`with_paper`: columns ``paper``, ``paper_quantity`` -- the column of ours it compares with -- and
+``paper_source``), and its figure marks it with :func:`prunebound.plotting.mark_paper` (a star labelled
+"paper"). Only numbers read in a paper, its official code or README are used.
 """
 
 from __future__ import annotations
@@ -21,18 +30,25 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from prunebound.errors import DataError, InvalidParameterError
-from prunebound.plotting import savefig, write_csv
+from prunebound.plotting import add_caption, fix_legends, savefig, write_csv
 from prunebound.sweep import run_sweep, to_jsonable
 
 __all__ = [
     "RESULTS_FILE",
+    "BAND",
+    "Protocol",
+    "Caption",
+    "PaperNumber",
+    "with_paper",
+    "se_bands",
+    "finish_figure",
     "config_dict",
     "check_config",
     "default_out_dir",
@@ -45,6 +61,108 @@ __all__ = [
 ]
 
 RESULTS_FILE = "results.jsonl"
+#: the band every experiment draws over seeds (see :func:`prunebound.plotting.mean_band`)
+BAND = "se"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The comparison protocol of one panel: what *every* method in it gets after its mask is chosen.
+
+    ``retrain_epochs`` epochs of SGD at ``retrain_lr`` with the mask fixed (0: none); ``note`` says anything
+    else every method shares (e.g. "sparse training from initialisation for 10 epochs")."""
+
+    retrain_epochs: int = 0
+    retrain_lr: float | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if int(self.retrain_epochs) < 0:
+            raise InvalidParameterError(f"retrain_epochs must be >= 0, got {self.retrain_epochs}")
+        if self.retrain_epochs > 0 and (self.retrain_lr is None or not self.retrain_lr > 0):
+            raise InvalidParameterError(f"retrain_lr must be > 0 when retraining, got {self.retrain_lr}")
+
+    def text(self) -> str:
+        base = ("no retraining" if self.retrain_epochs == 0 else
+                f"retrained {self.retrain_epochs} epoch{'s' if self.retrain_epochs > 1 else ''} "
+                f"at lr {self.retrain_lr:g} (mask fixed)")
+        return f"{base}; {self.note}" if self.note else base
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "text": self.text()}
+
+
+@dataclass(frozen=True)
+class Caption:
+    """What a figure's reader needs: ``model``, ``data``, ``n`` (training examples, or what ``n`` counts when
+    ``n_label`` says so), ``seeds``, ``bands`` (what the shaded bands / error bars are; ``None``: none drawn),
+    ``delta`` (where a bound is drawn), ``n_test`` (held-out examples, if any), ``protocols`` (one per panel
+    that compares methods) and ``extra`` (one more sentence: a deviation the reader must know)."""
+
+    model: str
+    data: str
+    n: int | str
+    seeds: int
+    bands: str | None = None
+    delta: float | None = None
+    protocols: tuple[Protocol, ...] = ()
+    extra: str = ""
+    n_label: str = "n"
+    n_test: int | None = None
+
+    def text(self) -> str:
+        test = f" train, {self.n_test} test" if self.n_test is not None else ""
+        parts = [f"Model: {self.model}", f"data: {self.data} ({self.n_label} = {self.n}{test})"]
+        if self.delta is not None:
+            parts.append(f"δ = {self.delta:g}")
+        parts.append(f"{self.seeds} seed{'s' if self.seeds != 1 else ''}")
+        if self.bands:
+            parts.append(f"bands: {self.bands}")
+        if self.protocols:
+            parts.append("protocol: " + " | ".join(p.text() for p in self.protocols))
+        s = "; ".join(parts) + "."
+        return f"{s} {self.extra}" if self.extra else s
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "data": self.data, "n": self.n, "n_label": self.n_label, "n_test": self.n_test,
+                "seeds": self.seeds, "bands": self.bands, "delta": self.delta,
+                "protocols": [p.to_dict() for p in self.protocols], "extra": self.extra, "text": self.text()}
+
+
+def se_bands(seeds: int) -> str:
+    """The caption's words for :data:`BAND`."""
+    return f"mean ± standard error over {seeds} seeds"
+
+
+@dataclass(frozen=True)
+class PaperNumber:
+    """A number reported in a paper, comparable with column ``quantity`` of our rows: ``value``, where it was
+    read (``source``: paper, table/figure or official code file) and ``note`` (what differs from our setting)."""
+
+    value: float
+    quantity: str
+    source: str
+    note: str = ""
+
+
+def with_paper(rows: Sequence[dict], lookup: Callable[[Mapping], PaperNumber | None]) -> list[dict]:
+    """``rows`` with the columns ``paper``, ``paper_quantity`` and ``paper_source`` (empty where ``lookup``
+    returns ``None``), so every experiment's CSV has the same published-number columns."""
+    out = []
+    for r in rows:
+        p = lookup(r)
+        out.append({**r, "paper": None if p is None else float(p.value),
+                    "paper_quantity": None if p is None else p.quantity,
+                    "paper_source": None if p is None else (p.source + (f" ({p.note})" if p.note else ""))})
+    return out
+
+
+def finish_figure(fig, caption: Caption):
+    """The last step of every ``figure``: the caption under the axes (:func:`prunebound.plotting.add_caption`)
+    and every legend moved off the plotted points (:func:`prunebound.plotting.fix_legends`)."""
+    add_caption(fig, caption.text())
+    fix_legends(fig)
+    return fig
 
 
 def config_dict(config) -> dict:
@@ -114,15 +232,26 @@ def run_trials(name: str, run_trial: Callable[[dict], dict], trials: Sequence[di
 
 
 def write_outputs(fig, rows: Sequence[Mapping[str, Any]], out_dir, name: str,
-                  columns: Sequence[str] | None = None) -> list[Path]:
+                  columns: Sequence[str] | None = None, *, caption: Caption | None = None) -> list[Path]:
     """Save ``fig`` (PDF + PNG) and the table ``rows`` (CSV + JSON) as ``out_dir/name.*``; return paths.
 
-    The JSON table is strict JSON: NaN/inf become ``null`` (the CSV keeps ``nan``/``inf``)."""
+    Rows without the published-number columns get them empty (:func:`with_paper`).  The JSON is
+    ``{"experiment": name, "caption": caption.to_dict(), "protocol": [...], "columns": [...],
+    "rows": [...]}``, strict JSON: NaN/inf become ``null`` (the CSV keeps ``nan``/``inf``)."""
     d = Path(out_dir)
     paths = savefig(fig, d, name)
+    if not any("paper" in r for r in rows):  # every table has the published-number columns
+        rows = with_paper(rows, lambda r: None)
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
     paths.append(write_csv(d / f"{name}.csv", rows, columns))
     jp = d / f"{name}.json"
-    jp.write_text(json.dumps(_finite_or_null(to_jsonable(list(rows))), indent=1, allow_nan=False) + "\n")
+    doc = {"experiment": name, "caption": None if caption is None else caption.to_dict(),
+           "protocol": [] if caption is None else [p.to_dict() for p in caption.protocols],
+           "columns": list(columns), "rows": [{c: r.get(c) for c in columns} for r in rows]}
+    tmp = jp.with_name(jp.name + ".tmp")
+    tmp.write_text(json.dumps(_finite_or_null(to_jsonable(doc)), indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, jp)
     paths.append(jp)
     return paths
 

@@ -48,7 +48,16 @@ import numpy as np
 import torch
 
 from prunebound.errors import InvalidParameterError
-from prunebound.paper_repro._base import check_config, config_dict, group_by, make_run, summary, write_outputs
+from prunebound.paper_repro._base import (
+    Caption,
+    check_config,
+    config_dict,
+    finish_figure,
+    group_by,
+    make_run,
+    summary,
+    write_outputs,
+)
 from prunebound.plotting import MARKERS, OKABE_ITO, new_figure, styled
 
 NAME = "bound_comparison"
@@ -106,7 +115,7 @@ class Config:
     subspace_epochs: int = 15
     subspace_qat_epochs: int = 3
     delta: float = 0.05
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
     @classmethod
     def quick(cls) -> Config:
@@ -119,7 +128,7 @@ class Config:
                    mc_samples=100, posterior_draws=10, arora_bits_grid=(2, 3, 4, 5, 6, 8, 10, 12),
                    subspace_grid=((25, 8), (50, 8), (100, 8)),
                    mnist1d_subspace_grid=((100, 16), (250, 16), (500, 16)),
-                   subspace_epochs=30, subspace_qat_epochs=5, seeds=(0, 1, 2))
+                   subspace_epochs=30, subspace_qat_epochs=5, seeds=tuple(range(5)))
 
     def to_dict(self) -> dict:
         return config_dict(self)
@@ -270,6 +279,7 @@ def table(results: list[dict]) -> list[dict]:
                 row[f"{f}_mean"] = st["mean"]
                 if f in ("bound", "risk"):
                     row[f"{f}_std"] = st["std"]
+                    row[f"{f}_se"] = st["std"] / math.sqrt(st["n"]) if st["n"] else math.nan
             row["ratio_mean"] = row["bound_mean"] / row["risk_mean"] if row["risk_mean"] > 0 else math.inf
             row["bound_minus_risk_min"] = float((arr["bound"][:, j] - arr["risk"][:, j]).min())
             row["risk_slack"] = risk_slack(n_test)
@@ -277,10 +287,32 @@ def table(results: list[dict]) -> list[dict]:
     return rows
 
 
+_DATA_LABELS = {"teacher": "teacher task", "mnist1d": "MNIST-1D"}
+
+
+def caption(results: list[dict]) -> Caption:
+    t = results[0]["trial"]
+    seeds = len({r["trial"]["seed"] for r in results})
+    by = {ds: recs[0] for (ds,), recs in group_by(results, "dataset").items()}
+    models, ns = [], []
+    for ds, r in by.items():
+        w = t["width"] if ds == "teacher" else t["mnist1d_width"]
+        d_in, k = (t["d_in"], t["n_classes"]) if ds == "teacher" else (40, 10)
+        models.append(f"{d_in}-{w}-{k} ({_DATA_LABELS[ds]})")
+        ns.append(f"{r['result']['n_train']} ({_DATA_LABELS[ds]})")
+    data = " / ".join(f"teacher task (label noise {t['label_noise']:g}, true risk on {t['n_test']} fresh samples)"
+                      if ds == "teacher" else "MNIST-1D (held-out test error)" for ds in by)
+    return Caption(model="MLP " + ", ".join(models) + f", SGD {t['epochs']} epochs", data=data,
+                   n=", ".join(ns) if len(ns) > 1 else int(next(iter(by.values()))["result"]["n_train"]),
+                   seeds=seeds, delta=t["delta"],
+                   bands=f"error bars: standard error of the bound over {seeds} seeds",
+                   extra="Each bound certifies its own compressed model; the dot is that model's measured risk.")
+
+
 @styled
 def figure(results: list[dict]):
-    """One panel per data set: a bar per method (mean bound over seeds, std as error bar) and a point per
-    method (mean measured risk of that method's certified model)."""
+    """One panel per data set: a bar per method (mean bound over seeds, standard error as error bar) and a
+    point per method (mean measured risk of that method's certified model)."""
     from matplotlib.patches import Patch
 
     rows = table(results)
@@ -290,7 +322,7 @@ def figure(results: list[dict]):
     for ax, ds in zip(axes, sets):
         rs = [r for r in rows if r["dataset"] == ds]
         x = np.arange(len(rs))
-        ax.bar(x, [r["bound_mean"] for r in rs], yerr=[r["bound_std"] for r in rs], width=0.6,
+        ax.bar(x, [r["bound_mean"] for r in rs], yerr=[r["bound_se"] for r in rs], width=0.6,
                color=[OKABE_ITO[METHODS.index(r["method"]) % len(OKABE_ITO)] for r in rs], alpha=0.85,
                error_kw={"linewidth": 0.8})
         (pts,) = ax.plot(x, [r["risk_mean"] for r in rs], linestyle="none", marker=MARKERS[0], color="black",
@@ -299,11 +331,11 @@ def figure(results: list[dict]):
         ax.set_ylim(0.0, 1.2)
         ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
         ax.axhline(1.0, color="0.5", linewidth=0.6, linestyle=":")
-        ax.set_title(f"{ds} (n={rs[0]['n_train']})")
+        ax.set_title(f"{_DATA_LABELS.get(ds, ds)} (n = {rs[0]['n_train']}, δ = {results[0]['trial']['delta']:g})")
         ax.set_ylabel("risk (0-1)")
-        ax.legend(handles=[Patch(facecolor="0.6", label="bound"), pts], loc="upper center", ncol=2)
-    return fig
+        ax.legend(handles=[Patch(facecolor="0.6", label="bound"), pts], loc="best", ncol=2)
+    return finish_figure(fig, caption(results))
 
 
 def plot(results: list[dict], out_dir) -> list[Path]:
-    return write_outputs(figure(results), table(results), out_dir, NAME)
+    return write_outputs(figure(results), table(results), out_dir, NAME, caption=caption(results))

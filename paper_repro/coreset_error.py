@@ -12,7 +12,7 @@ of the weights, and plotted against the retained weights actually achieved (mean
   the quantity the coreset theorems bound (per output coordinate, with probability ``1 - delta``); symlog
   scale (linear below 0.01) because keeping every weight gives error exactly 0.
 
-Mean ± std over seeds; each seed trains its own network (initialisation and SGD order) and draws its own
+Mean ± standard error over seeds; each seed trains its own network (initialisation and SGD order) and draws its own
 samples; the data sets are fixed. Pruning goes through :func:`prunebound.coresets.prune` with ``keep_ratio``
 (the method inverts its sample-size formula by bisection on ``eps``), see :func:`coreset_prune`. A keep
 ratio of 1 is the dense network itself: every method then keeps every weight exactly (a row whose sample
@@ -40,11 +40,16 @@ from prunebound.data import Split, digits, mnist1d, teacher_task
 from prunebound.errors import InvalidParameterError
 from prunebound.network import Network, apply_masks, count_nonzero, mlp
 from prunebound.paper_repro._base import (
+    BAND,
+    Caption,
+    Protocol,
     check_choices,
     check_config,
     config_dict,
+    finish_figure,
     group_by,
     make_run,
+    se_bands,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -84,7 +89,7 @@ class Config:
     methods: tuple[str, ...] = ("corenet", "pfp", "uniform", "magnitude")
     delta: float = 0.1
     iters: int = 10
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
     @classmethod
     def quick(cls) -> Config:
@@ -207,7 +212,8 @@ def run_trial(t: dict) -> dict:
         eps.append(None if g is None or g.eps is None else float(g.eps))
     return {"keep_ratio": list(t["keep_ratios"]), "kept_weights": kept, "achieved_keep_ratio": kept_frac,
             "relative_output_error": rel, "test_error": err, "eps": eps, "dense_test_error": dense,
-            "total_weights": total}
+            "total_weights": total, "n_train": len(split.train), "n_test": len(split.test),
+            "d_in": int(split.train.input_shape[0]), "n_classes": int(split.train.n_classes)}
 
 
 run = make_run(NAME, run_trial, trials)
@@ -236,6 +242,21 @@ def table(results: list[dict]) -> list[dict]:
 _LABELS = {"mnist1d": "MNIST-1D", "teacher": "teacher task", "digits": "digits"}
 
 
+def caption(results: list[dict]) -> Caption:
+    by_ds = {ds: recs[0] for (ds,), recs in group_by(results, "dataset").items()}
+    t0 = results[0]["trial"]
+    seeds = len({r["trial"]["seed"] for r in results})
+    widths = "-".join(map(str, t0["widths"]))
+    models = ", ".join(f"{r['result'].get('d_in', '?')}-{widths}-{r['result'].get('n_classes', '?')} "
+                       f"({_LABELS.get(ds, ds)})" for ds, r in by_ds.items())
+    ns = ", ".join(f"{r['result'].get('n_train', '?')} ({_LABELS.get(ds, ds)})" for ds, r in by_ds.items())
+    return Caption(model=f"MLP {models}, SGD {t0['epochs']} epochs", data=" / ".join(_LABELS.get(d, d)
+                   for d in by_ds), n=ns, seeds=seeds, bands=se_bands(seeds),
+                   protocols=(Protocol(0, note=f"every method pruned with failure probability {t0['delta']:g}"),),
+                   extra="x: retained weights achieved (mean over seeds). CoreNet keeps layers with signed "
+                         "inputs dense.")
+
+
 @styled
 def figure(results: list[dict]):
     """Columns: data sets; rows: test error, relative output error; x: retained weights in % (achieved, mean
@@ -249,9 +270,10 @@ def figure(results: list[dict]):
         top, bottom = axes[0, c], axes[1, c]
         for (method,), recs in group_by(recs_ds, "method").items():
             x = 100.0 * stack_over_seeds(recs, "achieved_keep_ratio").mean(axis=0)
-            line_with_band(top, x, stack_over_seeds(recs, "test_error"), label=method.replace("_", " "))
+            line_with_band(top, x, stack_over_seeds(recs, "test_error"), label=method.replace("_", " "),
+                           band=BAND)
             line_with_band(bottom, x, stack_over_seeds(recs, "relative_output_error"),
-                           label=method.replace("_", " "))
+                           label=method.replace("_", " "), band=BAND)
         dense = summary([r["result"]["dense_test_error"] for r in recs_ds])["mean"]
         top.axhline(dense, color="0.3", linestyle=":", linewidth=1.0, zorder=0)
         top.set_title(_LABELS.get(dataset, dataset))
@@ -261,9 +283,9 @@ def figure(results: list[dict]):
         bottom.set_xlim(0, 102)
     axes[0, 0].set_ylabel("test error (no fine-tuning)")
     axes[1, 0].set_ylabel("relative output error")
-    axes[0, 0].legend(loc="upper right")
-    return fig
+    axes[0, 0].legend(loc="best")
+    return finish_figure(fig, caption(results))
 
 
 def plot(results: list[dict], out_dir) -> list[Path]:
-    return write_outputs(figure(results), table(results), out_dir, NAME)
+    return write_outputs(figure(results), table(results), out_dir, NAME, caption=caption(results))

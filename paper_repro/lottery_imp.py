@@ -7,7 +7,9 @@ hypothesis predicts winning tickets keep (or improve) the dense test error down 
 while randomly re-initialised sparse networks degrade earlier.
 
 Computed by :func:`prunebound.pruning.lottery.lottery` (``info["curve"]``); the dense network is the same
-initialisation trained for the same epochs with the ticket's training seed.  Mean ± std over seeds.
+initialisation trained for the same epochs with the ticket's training seed.  Mean ± standard error over
+seeds. Protocol: the ticket and its random re-initialisation get the same training after each round
+(``epochs`` epochs of SGD at ``lr``, mask fixed).
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ import torch
 from prunebound.errors import InvalidParameterError
 from prunebound.network import mlp
 from prunebound.paper_repro._base import (
+    BAND,
+    Caption,
+    Protocol,
     check_config,
     classification_data,
     config_dict,
+    finish_figure,
     group_by,
     log_axis,
     make_run,
+    se_bands,
     seed_trials,
     stack_over_seeds,
     summary,
@@ -55,7 +62,7 @@ class Config:
     batch_size: int = 64
     scope: str = "layer"
     rewind_steps: int = 0
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
     @classmethod
     def quick(cls) -> Config:
@@ -93,7 +100,8 @@ def run_trial(t: dict) -> dict:
     return {"remaining": [1.0 - row["sparsity"] for row in curve],
             "ticket_test_error": [row["ticket_test_error"] for row in curve],
             "random_reinit_test_error": [row["random_reinit_test_error"] for row in curve],
-            "dense_test_error": evaluate(dense, split.test).error, "final_sparsity": rep.total}
+            "dense_test_error": evaluate(dense, split.test).error, "final_sparsity": rep.total,
+            "n_train": len(split.train), "n_test": len(split.test), "d_in": int(split.train.input_shape[0])}
 
 
 run = make_run(NAME, run_trial, trials)
@@ -117,6 +125,18 @@ def table(results: list[dict]) -> list[dict]:
     return rows
 
 
+def caption(results: list[dict]) -> Caption:
+    t, r = results[0]["trial"], results[0]["result"]
+    seeds = len({x["trial"]["seed"] for x in results})
+    data = "scikit-learn digits" if t["dataset"] == "digits" else "MNIST-1D"
+    rewind = f", rewound to step {t['rewind_steps']}" if t["rewind_steps"] else ", reset to init"
+    return Caption(model=f"MLP {r.get('d_in', '?')}-{'-'.join(map(str, t['widths']))}-10", data=data,
+                   n=r.get("n_train", "?"), n_test=r.get("n_test"), seeds=seeds, bands=se_bands(seeds),
+                   protocols=(Protocol(int(t["epochs"]), float(t["lr"]),
+                                       note=f"both lines, after each of {t['rounds']} IMP rounds "
+                                            f"({t['scope']}-wise{rewind})"),))
+
+
 @styled
 def figure(results: list[dict]):
     fig, ax = new_figure()
@@ -126,15 +146,16 @@ def figure(results: list[dict]):
         x = np.concatenate([[100.0], 100.0 * stack_over_seeds(recs, "remaining").mean(axis=0)])
         tk = np.concatenate([dense, stack_over_seeds(recs, "ticket_test_error")], axis=1)
         rr = np.concatenate([dense, stack_over_seeds(recs, "random_reinit_test_error")], axis=1)
-        line_with_band(ax, x, tk, label="winning ticket (reset to init)", color=OKABE_ITO[0])
-        line_with_band(ax, x, rr, label="random re-init", color=OKABE_ITO[3], marker="s", linestyle="--")
+        line_with_band(ax, x, tk, label="winning ticket (reset to init)", color=OKABE_ITO[0], band=BAND)
+        line_with_band(ax, x, rr, label="random re-init", color=OKABE_ITO[3], marker="s", linestyle="--",
+                       band=BAND)
     log_axis(ax, "x")
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)")
     ax.set_ylabel("test error")
-    ax.legend()
-    return fig
+    ax.legend(loc="best")
+    return finish_figure(fig, caption(results))
 
 
 def plot(results: list[dict], out_dir) -> list[Path]:
-    return write_outputs(figure(results), table(results), out_dir, NAME)
+    return write_outputs(figure(results), table(results), out_dir, NAME, caption=caption(results))

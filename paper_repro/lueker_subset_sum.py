@@ -5,7 +5,8 @@ problems", Random Structures & Algorithms 12(1)), as used by Pensia et al. (2020
 via SubsetSum", Corollary 3.3): ``n = O(log(1/eps))`` i.i.d. Uniform[-1, 1] values suffice, with high
 probability, for every ``z in [-1, 1]`` to be within ``eps`` of some subset sum.
 
-Left panel: empirical success probability vs ``n``, one line per ``eps`` (mean ± std over seed blocks, each
+Left panel: empirical success probability vs ``n``, one line per ``eps`` (mean ± standard error over seed
+blocks, each
 block ``reps`` trials, computed by :func:`prunebound.subnet_search.subset_sum.lueker_experiment` with the
 exact meet-in-the-middle solver).  Right panel: the smallest ``n`` reaching success >= 0.9 against
 ``log2(1/eps)`` (one point per seed block) and the reference line ``n = C log2(1/eps)`` (``C`` =
@@ -22,10 +23,14 @@ import numpy as np
 
 from prunebound.errors import InvalidParameterError
 from prunebound.paper_repro._base import (
+    BAND,
+    Caption,
     check_config,
     config_dict,
+    finish_figure,
     group_by,
     make_run,
+    se_bands,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -42,10 +47,10 @@ class Config:
     """``n_grid`` sample sizes (<= 40), ``eps_grid`` accuracies, ``reps`` trials per (n, eps, seed block),
     ``seeds`` seed blocks, ``dist`` the value distribution, ``grid_factor`` target-grid refinement."""
 
-    n_grid: tuple[int, ...] = tuple(range(1, 17))
+    n_grid: tuple[int, ...] = tuple(range(2, 17, 2))
     eps_grid: tuple[float, ...] = (0.3, 0.1, 0.03)
     reps: int = 20
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     dist: str = "uniform[-1,1]"
     grid_factor: float = 2.0
 
@@ -96,13 +101,22 @@ def table(results: list[dict]) -> list[dict]:
     return rows
 
 
+def caption(results: list[dict]) -> Caption:
+    t = results[0]["trial"]
+    seeds = len({r["trial"]["seed"] for r in results})
+    return Caption(model=f"subset sums of n i.i.d. {t['dist']} values (exact meet-in-the-middle)",
+                   data="every target z in [-1, 1]", n=t["reps"], n_label="trials per point and seed block",
+                   seeds=seeds, bands=se_bands(seeds).replace("seeds", "seed blocks"))
+
+
 @styled
 def figure(results: list[dict]):
     fig, (ax, ax2) = new_figure(2, 1, width=2 * 3.3, aspect=0.75)
     groups = group_by(results, "eps")
     xs, ys = [], []
     for (eps,), recs in groups.items():
-        line_with_band(ax, recs[0]["result"]["n"], stack_over_seeds(recs, "success"), label=f"ε = {eps:g}")
+        line_with_band(ax, recs[0]["result"]["n"], stack_over_seeds(recs, "success"), label=f"ε = {eps:g}",
+                       band=BAND)
         for r in recs:
             if r["result"]["n_at_90"] is not None:
                 xs.append(math.log2(1.0 / eps))
@@ -111,16 +125,16 @@ def figure(results: list[dict]):
     ax.set_xlabel("number of samples n")
     ax.set_ylabel("P[every z ∈ [-1,1] within ε]")
     ax.set_ylim(-0.03, 1.03)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     ax2.scatter(xs, ys, color=OKABE_ITO[0], s=12, label="measured n at P ≥ 0.9", zorder=3)
     lg = np.linspace(min(math.log2(1 / e) for (e,) in groups), max(math.log2(1 / e) for (e,) in groups), 50)
     C = results[0]["result"]["C"] if results else LUEKER_C
     ax2.plot(lg, C * lg, color=OKABE_ITO[-1], linestyle="--", label=f"n = {C:g}·log₂(1/ε)")
     ax2.set_xlabel("log₂(1/ε)")
     ax2.set_ylabel("samples needed")
-    ax2.legend(loc="lower right")
-    return fig
+    ax2.legend(loc="best")
+    return finish_figure(fig, caption(results))
 
 
 def plot(results: list[dict], out_dir) -> list[Path]:
-    return write_outputs(figure(results), table(results), out_dir, NAME)
+    return write_outputs(figure(results), table(results), out_dir, NAME, caption=caption(results))

@@ -7,7 +7,7 @@ spectral-norm capacities of Bartlett, Foster & Telgarsky (2017) and Neyshabur, B
 and with the raw parameter count, as training proceeds.  All quantities come from
 :func:`prunebound.bounds.noise_stability.comparison_log10` (log10 values); ``gamma`` at each checkpoint is the
 ``margin_percentile``-th percentile of the positive training margins (Arora et al. pick gamma so that few
-training points have margin below it).  Mean ± std over seeds.
+training points have margin below it).  Mean ± standard error over seeds (of the log10 values).
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ import torch
 from prunebound.errors import InvalidParameterError
 from prunebound.network import mlp
 from prunebound.paper_repro._base import (
+    BAND,
+    Caption,
     check_config,
     classification_data,
     config_dict,
+    finish_figure,
     make_run,
+    se_bands,
     seed_trials,
     stack_over_seeds,
     summary,
@@ -52,7 +56,7 @@ class Config:
     lr: float = 0.05
     batch_size: int = 64
     margin_percentile: float = 10.0
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
     @classmethod
     def quick(cls) -> Config:
@@ -101,6 +105,7 @@ def run_trial(t: dict) -> dict:
         out["test_error"].append(evaluate(model, split.test).error)
         for q, _ in QUANTITIES:
             out[q].append(logs[q])
+    out.update(n_train=len(split.train), d_in=int(split.train.input_shape[0]))
     return out
 
 
@@ -123,21 +128,31 @@ def table(results: list[dict]) -> list[dict]:
     return rows
 
 
+def caption(results: list[dict]) -> Caption:
+    t, r = results[0]["trial"], results[0]["result"]
+    seeds = len({x["trial"]["seed"] for x in results})
+    data = "scikit-learn digits" if t["dataset"] == "digits" else "MNIST-1D"
+    return Caption(model=f"MLP {r.get('d_in', '?')}-{'-'.join(map(str, t['widths']))}-10, SGD lr {t['lr']:g}",
+                   data=f"{data} training set", n=r.get("n_train", "?"), seeds=seeds, bands=se_bands(seeds),
+                   extra=f"γ: {t['margin_percentile']:g}th percentile of the positive training margins; "
+                         "capacities, not bounds.")
+
+
 @styled
 def figure(results: list[dict]):
-    fig, ax = new_figure()
+    fig, ax = new_figure(width=4.6, aspect=0.6)
     x = results[0]["result"]["epoch"]
     for q, label in QUANTITIES:
-        line_with_band(ax, x, stack_over_seeds(results, q), label=label)
-    from matplotlib.ticker import ScalarFormatter
+        line_with_band(ax, x, stack_over_seeds(results, q), label=label, band=BAND)
+    from matplotlib.ticker import FormatStrFormatter
 
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("epoch")
     ax.set_ylabel("log10 (effective) parameters")
-    ax.legend(fontsize=6)
-    return fig
+    ax.legend(fontsize=6, loc="best")
+    return finish_figure(fig, caption(results))
 
 
 def plot(results: list[dict], out_dir) -> list[Path]:
-    return write_outputs(figure(results), table(results), out_dir, NAME)
+    return write_outputs(figure(results), table(results), out_dir, NAME, caption=caption(results))

@@ -30,11 +30,16 @@ from prunebound.data import teacher_task
 from prunebound.errors import InvalidParameterError
 from prunebound.network import apply_masks, count_nonzero, mlp
 from prunebound.paper_repro._base import (
+    BAND,
+    Caption,
+    Protocol,
     check_config,
     config_dict,
+    finish_figure,
     group_by,
     log_axis,
     make_run,
+    se_bands,
     stack_over_seeds,
     summary,
     write_outputs,
@@ -74,7 +79,7 @@ class Config:
     zhou_sigmas: tuple[float, ...] = (0.1, 0.3)
     zhou_taus: tuple[float, ...] = (0.3, 1.0)
     n_test: int = 100_000
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
 
     @classmethod
     def quick(cls) -> Config:
@@ -154,6 +159,17 @@ def table(results: list[dict]) -> list[dict]:
     return rows
 
 
+def caption(results: list[dict]) -> Caption:
+    t = results[0]["trial"]
+    seeds = len({r["trial"]["seed"] for r in results})
+    widths = sorted({r["trial"]["width"] for r in results})
+    return Caption(model=f"MLP {t['d_in']}-{{{', '.join(map(str, widths))}}}-{t['n_classes']}, global magnitude "
+                         f"pruning, {t['bits']}-bit k-means quantization",
+                   data=f"teacher task (label noise {t['label_noise']:g}; test error = true risk on {t['n_test']} "
+                        "fresh samples)", n=t["n_train"], seeds=seeds, delta=t["delta"], bands=se_bands(seeds),
+                   protocols=(Protocol(int(t["finetune_epochs"]), float(t["lr"])),))
+
+
 @styled
 def figure(results: list[dict]):
     fig, ax = new_figure()
@@ -162,7 +178,7 @@ def figure(results: list[dict]):
         x = stack_over_seeds(recs, "nonzero").mean(axis=0)
         order = np.argsort(x)
         for qi, (key, label) in enumerate(QUANTITIES):
-            m, lo, hi = mean_band(stack_over_seeds(recs, key))
+            m, lo, hi = mean_band(stack_over_seeds(recs, key), band=BAND)
             lab = label if wi == 0 else None
             ax.plot(x[order], m[order], color=OKABE_ITO[qi], marker=MARKERS[qi], linestyle=styles[wi % 4],
                     label=lab)
@@ -172,9 +188,9 @@ def figure(results: list[dict]):
     ax.set_xlabel("non-zero parameters")
     ax.set_ylabel("risk (0-1)")
     ax.set_ylim(0.0, 1.0)
-    ax.legend()
-    return fig
+    ax.legend(loc="best")
+    return finish_figure(fig, caption(results))
 
 
 def plot(results: list[dict], out_dir) -> list[Path]:
-    return write_outputs(figure(results), table(results), out_dir, NAME)
+    return write_outputs(figure(results), table(results), out_dir, NAME, caption=caption(results))

@@ -7,23 +7,25 @@ every method of :data:`prunebound.pruning.REGISTRY` and the provable samplers of
 each asked for the same sparsities ``s`` (fraction of *weights* removed; biases are never pruned), and the
 test error of the result against the measured sparsity.
 
-Protocol (one trial = one method and one seed; the seed fixes the initialisation ``theta_0``, the SGD order
-and every random choice of the method):
+Comparison protocol (one trial = one method and one seed; the seed fixes the initialisation ``theta_0``, the
+SGD order and every random choice of the method). Every method in a panel gets the *same* training after its
+mask is chosen, and the figure says which:
 
-* the dense network is ``theta_0`` trained for ``epochs`` epochs (the dashed reference line);
+* the dense network is ``theta_0`` trained for ``epochs`` epochs (the dotted reference line);
 * methods that *prune a trained network* (``random``, ``magnitude*``, ``deep_compression``, ``obd``, ``apoz``,
-  ``neuron_merging``, ``lasso_channel`` and the coreset methods) start from it, and then fine-tune the
-  surviving weights for ``finetune_epochs`` epochs at the lower learning rate ``finetune_lr`` with the mask
-  fixed -- through the method's own retraining argument where it has one (Han et al.'s retraining, APoZ's warm
-  start, ...), otherwise by :func:`prunebound.train.fit` after pruning. (At the training learning rate the
-  reweighted networks of the coreset samplers, whose kept weights are scaled up by ``1 / (m q)``, diverge
-  during fine-tuning.);
-* methods defined *from initialisation* follow their papers: ``snip`` (Lee et al. 2019: saliency at
-  ``theta_0``, then the sparse net is trained ``epochs`` epochs), ``rigl`` (Evci et al. 2020: sparse training
-  from ``theta_0`` for ``epochs``), ``lottery`` (Frankle & Carbin 2019: ``rounds`` rounds of IMP of
-  ``epochs`` each, survivors reset to ``theta_0``, the final ticket trained ``epochs``), ``weight_decay``
-  (Hanson & Pratt 1989) and ``transformed_l1`` (Ma et al. 2019): trained ``epochs`` from ``theta_0`` with
-  their penalty (learning rate ``lr`` throughout), then thresholded and fine-tuned ``finetune_epochs``.
+  ``neuron_merging``, ``lasso_channel`` and the coreset methods) start from it and are called with their own
+  retraining switched off; ``weight_decay`` (Hanson & Pratt 1989) and ``transformed_l1`` (Ma et al. 2019)
+  train ``epochs`` from ``theta_0`` with their penalty instead of plainly, then threshold. Their pruned
+  networks are evaluated twice: **no retraining** (left panel) and after **retraining** ``finetune_epochs``
+  epochs of SGD at ``finetune_lr`` with the mask fixed (:func:`prunebound.train.fit`; the same call for
+  every method -- middle panel). (At the training learning rate the reweighted networks of the coreset
+  samplers, whose kept weights are scaled up by ``1 / (m q)``, diverge, hence the lower ``finetune_lr``.)
+  Deep Compression's retrained network leaves its codebook: what is compared is its pruning step;
+* methods defined as *sparse training from initialisation* follow their papers and get a panel of their own
+  (their mask is chosen before or during training, so "no retraining" does not exist for them): ``snip``
+  (Lee et al. 2019: saliency at ``theta_0``, then ``epochs`` of sparse training), ``rigl`` (Evci et al. 2020:
+  ``epochs`` of sparse training with mask updates) and ``lottery`` (Frankle & Carbin 2019: ``rounds`` rounds
+  of IMP of ``epochs`` each, survivors reset to ``theta_0``, the final ticket trained ``epochs``).
 
 Structured methods (``apoz``, ``neuron_merging``, ``lasso_channel``) remove a fraction ``u`` of the neurons of
 every hidden layer; ``u`` is chosen by :func:`unit_sparsity_for` so that the resulting *weight* sparsity is the
@@ -36,7 +38,7 @@ The x position of a point is the *measured* sparsity (mean over seeds): unstruct
 ``s`` to the weight, structured ones up to one neuron, coreset samplers up to the bisection's resolution --
 and CoreNet keeps the first layer dense when its inputs are signed (MNIST-1D; see
 :mod:`prunebound.coresets.corenet`), so its sparsity saturates (at ~0.72 for LeNet-300-100 on MNIST-1D).
-The CSV lists requested and measured sparsity for every point.
+The CSV lists requested and measured sparsity for every point, one row per (method, sparsity, protocol).
 """
 
 from __future__ import annotations
@@ -52,20 +54,25 @@ from prunebound.data import digits, mnist1d
 from prunebound.errors import InvalidParameterError
 from prunebound.network import Network, masks_of, mlp, sparsity
 from prunebound.paper_repro._base import (
+    BAND,
+    Caption,
+    Protocol,
     check_choices,
     check_config,
     config_dict,
+    finish_figure,
     group_by,
     make_run,
+    se_bands,
     stack_over_seeds,
     summary,
     write_outputs,
 )
-from prunebound.plotting import MARKERS, OKABE_ITO, PAGE_WIDTH, new_figure, styled
+from prunebound.plotting import MARKERS, OKABE_ITO, PAGE_WIDTH, line_with_band, new_figure, styled
 from prunebound.train import evaluate, fit
 
 NAME = "pruning_vs_sparsity"
-TITLE = "Pruning methods vs sparsity (test error, mean ± std over seeds)"
+TITLE = "Pruning methods vs sparsity: test error without and with retraining (mean ± s.e. over seeds)"
 
 #: classic methods: experiment name -> (prunebound.pruning registry name, fixed keyword arguments)
 CLASSIC: dict[str, tuple[str, dict]] = {
@@ -92,6 +99,10 @@ ALL_METHODS = ("random", "magnitude", "weight_decay", "lottery", "deep_compressi
                "neuron_merging", "lasso_channel", "snip", "rigl", "transformed_l1") + CORESET
 #: methods that start from the initialisation theta_0 (see the module docstring)
 FROM_INIT = frozenset({"snip", "rigl", "lottery", "weight_decay", "transformed_l1"})
+#: sparse training from initialisation: a panel of their own (no "no retraining" network exists)
+SPARSE_TRAINING = frozenset({"snip", "rigl", "lottery"})
+#: the panels, in order: protocol key -> panel title
+PANELS = {"none": "no retraining", "retrained": "retrained", "sparse_training": "sparse training from init"}
 #: structured methods: the requested weight sparsity is converted to a neuron fraction
 STRUCTURED = frozenset({"apoz", "neuron_merging", "lasso_channel"})
 
@@ -111,11 +122,12 @@ class Config:
     epochs: int = 10
     lr: float = 0.05
     batch_size: int = 64
-    finetune_epochs: int = 0
+    finetune_epochs: int = 2
     finetune_lr: float = 0.01
     sparsities: tuple[float, ...] = (0.5, 0.8, 0.95)
-    methods: tuple[str, ...] = ("magnitude_global", "magnitude", "snip", "neuron_merging", "corenet", "random")
-    seeds: tuple[int, ...] = (0, 1)
+    methods: tuple[str, ...] = ("magnitude_global", "magnitude_layerwise", "random", "neuron_merging",
+                                "corenet", "sipp", "pfp")
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     rounds: int = 3
     n_hessian: int = 256
     delta: float = 0.1
@@ -128,7 +140,7 @@ class Config:
     @classmethod
     def full(cls) -> Config:
         return cls(dataset="mnist1d", n_samples=4000, widths=(300, 100), epochs=40, finetune_epochs=10,
-                   sparsities=(0.5, 0.7, 0.8, 0.9, 0.95), methods=ALL_METHODS, seeds=(0, 1, 2), iters=20)
+                   sparsities=(0.5, 0.7, 0.8, 0.9, 0.95), methods=ALL_METHODS, seeds=(0, 1, 2, 3, 4), iters=20)
 
     def to_dict(self) -> dict:
         return config_dict(self)
@@ -140,6 +152,9 @@ def trials(config: Config) -> list[dict]:
     for s in config.sparsities:
         if not 0.0 <= s < 1.0:
             raise InvalidParameterError(f"sparsities must lie in [0, 1), got {s}")
+    if config.finetune_epochs < 1:
+        raise InvalidParameterError(f"finetune_epochs must be >= 1 (the retrained panel), got "
+                                    f"{config.finetune_epochs}")
     if config.dataset not in ("digits", "mnist1d"):
         raise InvalidParameterError(f"dataset must be 'digits' or 'mnist1d', got {config.dataset!r}")
     base = {k: v for k, v in config_dict(config).items() if k not in ("methods", "seeds")}
@@ -226,63 +241,75 @@ def magnitude_masks(module, s: float, *, scope: str = "global", seed: int = 0) -
     return [mk[ly.path].float() for ly in Network.from_module(rep.module).layers]
 
 
+def protocols(t: dict) -> dict[str, Protocol]:
+    """The :class:`Protocol` of each panel for trial (or config dict) ``t``."""
+    return {"none": Protocol(0),
+            "retrained": Protocol(int(t["finetune_epochs"]), float(t["finetune_lr"])),
+            "sparse_training": Protocol(0, note=f"sparse training from init, {int(t['epochs'])} epochs "
+                                                f"at lr {float(t['lr']):g}")}
+
+
 def _finetune(m, t: dict, data) -> None:
-    if t["finetune_epochs"] > 0:
-        fit(m, data, epochs=t["finetune_epochs"], lr=t["finetune_lr"], batch_size=t["batch_size"],
-            seed=t["seed"] + 1)
+    """The retrained panel's budget, the same call for every method: ``finetune_epochs`` of SGD at
+    ``finetune_lr`` with the mask fixed."""
+    fit(m, data, epochs=int(t["finetune_epochs"]), lr=float(t["finetune_lr"]), batch_size=int(t["batch_size"]),
+        seed=int(t["seed"]) + 1)
 
 
 def prune_one(t: dict, s: float):
-    """The network of trial ``t``'s method at sparsity ``s`` (pruned, and trained as the protocol says)."""
+    """The network of trial ``t``'s method at sparsity ``s`` before any retraining (sparse-training methods:
+    after their own training, see the module docstring)."""
     from prunebound import pruning
 
     train = _data(t["dataset"], int(t["n_samples"])).train
     method = t["method"]
-    ep, ft, lr, bs, seed = int(t["epochs"]), int(t["finetune_epochs"]), float(t["lr"]), int(t["batch_size"]), \
-        int(t["seed"])
-    ft_lr = float(t["finetune_lr"])
+    ep, lr, bs, seed = int(t["epochs"]), float(t["lr"]), int(t["batch_size"]), int(t["seed"])
     model = _model(t, trained=method not in FROM_INIT)
     if method in CORESET:
         from prunebound.paper_repro.coreset_error import coreset_prune
 
-        m = coreset_prune(model, train, method=method, keep_ratio=1.0 - s, delta=t["delta"], seed=seed,
-                          iters=int(t["iters"]))
-        _finetune(m, t, train)
-        return m
+        return coreset_prune(model, train, method=method, keep_ratio=1.0 - s, delta=t["delta"], seed=seed,
+                             iters=int(t["iters"]))
     name, fixed = CLASSIC[method]
     kw: dict = {"seed": seed, **fixed}
     if name in ("random", "magnitude", "obd", "apoz"):
-        kw.update(epochs=ft, lr=ft_lr, batch_size=bs)
+        kw.update(epochs=0, batch_size=bs)
     elif name == "deep_compression":
-        kw.update(prune_epochs=ft, lr=ft_lr, batch_size=bs)
+        kw.update(prune_epochs=0, centroid_epochs=0, batch_size=bs)
     elif name in ("snip", "rigl"):
         kw.update(epochs=ep, lr=lr, batch_size=bs)
     elif name == "lottery":
         kw.update(epochs=ep, rounds=int(t["rounds"]), lr=lr, batch_size=bs, compare_random=False)
     elif name in ("weight_decay", "transformed_l1"):
-        kw.update(epochs=ep, finetune_epochs=ft, lr=lr, batch_size=bs)
+        kw.update(epochs=ep, finetune_epochs=0, lr=lr, batch_size=bs)
     if name == "obd":
         kw.update(n_hessian=int(t["n_hessian"]))
     target = unit_sparsity_for(model, s) if method in STRUCTURED else s
-    m = pruning.prune(model, train, method=name, sparsity=target, **kw).module
-    if name in ("neuron_merging", "lasso_channel"):  # no retraining argument: fine-tune here
-        _finetune(m, t, train)
-    return m
+    return pruning.prune(model, train, method=name, sparsity=target, **kw).module
 
 
 def run_trial(t: dict) -> dict:
     torch.set_num_threads(1)
     split = _data(t["dataset"], int(t["n_samples"]))
     dense = _model(t, trained=True)
-    errs, train_errs, measured = [], [], []
+    sparse_training = t["method"] in SPARSE_TRAINING
+    errs, retrained, train_errs, measured = [], [], [], []
     for s in t["sparsities"]:
         m = prune_one(t, float(s))
         errs.append(evaluate(m, split.test).error)
         train_errs.append(evaluate(m, split.train).error)
         measured.append(sparsity(m).total)
+        if sparse_training:
+            retrained.append(None)
+        else:
+            _finetune(m, t, split.train)
+            retrained.append(evaluate(m, split.test).error)
     return {"sparsity": list(t["sparsities"]), "measured_sparsity": measured, "test_error": errs,
-            "train_error": train_errs, "dense_test_error": evaluate(dense, split.test).error,
-            "from_init": t["method"] in FROM_INIT}
+            "retrained_test_error": retrained, "train_error": train_errs,
+            "dense_test_error": evaluate(dense, split.test).error, "from_init": t["method"] in FROM_INIT,
+            "protocol": "sparse_training" if sparse_training else "prune",
+            "n_train": len(split.train), "n_test": len(split.test), "d_in": int(split.train.input_shape[0]),
+            "n_classes": int(split.train.n_classes)}
 
 
 run = make_run(NAME, run_trial, trials)
@@ -293,19 +320,46 @@ def family(method: str) -> str:
     return "coreset" if method in CORESET else "classic"
 
 
+def _panel_fields(rec: dict) -> list[tuple[str, str]]:
+    """(panel, result field) pairs a record contributes to."""
+    if rec["result"].get("protocol") == "sparse_training":
+        return [("sparse_training", "test_error")]
+    return [("none", "test_error"), ("retrained", "retrained_test_error")]
+
+
 def table(results: list[dict]) -> list[dict]:
+    """One row per (method, sparsity, protocol): test error mean / std / standard error over seeds."""
     rows = []
     for (method,), recs in group_by(results, "method").items():
-        y = stack_over_seeds(recs, "test_error")
         ms = stack_over_seeds(recs, "measured_sparsity")
         dense = summary([r["result"]["dense_test_error"] for r in recs])
-        for j, s in enumerate(recs[0]["result"]["sparsity"]):
-            st, sm = summary(y[:, j]), summary(ms[:, j])
-            rows.append({"method": method, "family": family(method), "sparsity": s,
-                         "measured_sparsity": sm["mean"], "measured_sparsity_std": sm["std"],
-                         "test_error_mean": st["mean"], "test_error_std": st["std"],
-                         "dense_test_error_mean": dense["mean"], "n_seeds": st["n"]})
+        prot = protocols(recs[0]["trial"])
+        for panel, fld in _panel_fields(recs[0]):
+            y = stack_over_seeds(recs, fld)
+            for j, s in enumerate(recs[0]["result"]["sparsity"]):
+                st, sm = summary(y[:, j]), summary(ms[:, j])
+                rows.append({"method": method, "family": family(method), "protocol": panel,
+                             "protocol_text": prot[panel].text(), "sparsity": s,
+                             "measured_sparsity": sm["mean"], "measured_sparsity_std": sm["std"],
+                             "test_error_mean": st["mean"], "test_error_std": st["std"],
+                             "test_error_se": st["std"] / np.sqrt(st["n"]) if st["n"] else float("nan"),
+                             "dense_test_error_mean": dense["mean"], "n_seeds": st["n"]})
     return rows
+
+
+def caption(results: list[dict]) -> Caption:
+    r0 = results[0]["result"]
+    t0 = results[0]["trial"]
+    seeds = len({r["trial"]["seed"] for r in results})
+    panels = [p for p in PANELS if any(p == q for r in results for q, _ in _panel_fields(r))]
+    prot = protocols(t0)
+    model = f"MLP {r0['d_in']}-{'-'.join(map(str, t0['widths']))}-{r0['n_classes']}, SGD {t0['epochs']} epochs"
+    data = "scikit-learn digits" if t0["dataset"] == "digits" else "MNIST-1D"
+    extra = "x: measured sparsity (mean over seeds)."
+    if any(r["trial"]["method"] == "corenet" for r in results):
+        extra += " CoreNet keeps layers with signed inputs dense, so its other layers are pruned harder."
+    return Caption(model=model, data=data, n=r0["n_train"], n_test=r0["n_test"], seeds=seeds,
+                   bands=se_bands(seeds), protocols=tuple(prot[p] for p in panels), extra=extra)
 
 
 def _style(k: int) -> dict:
@@ -317,38 +371,39 @@ def _style(k: int) -> dict:
 
 @styled
 def figure(results: list[dict]):
-    """One panel per method family (classic / coreset), test error (mean ± std over seeds) against the
-    measured sparsity (mean over seeds), the dense network's error as a dotted line."""
+    """One panel per protocol (no retraining / retrained / sparse training from init), test error (mean ±
+    standard error over seeds) against the measured sparsity (mean over seeds); the dense network's error as
+    a dotted line. A method keeps its colour and marker in every panel; one legend, off the data."""
     groups = group_by(results, "method")
-    fams = [f for f in ("classic", "coreset") if any(family(m) == f for (m,) in groups)]
-    fig, axes = new_figure(len(fams), 1, width=PAGE_WIDTH if len(fams) > 1 else 4.2,
-                           aspect=0.62 if len(fams) > 1 else 0.75, sharey=True)
+    panels = [p for p in PANELS if any(p == q for r in results for q, _ in _panel_fields(r))]
+    fig, axes = new_figure(len(panels), 1, width=PAGE_WIDTH, aspect=0.45 if len(panels) > 2 else 0.62,
+                           sharey=True)
     axes = np.atleast_1d(axes)
     dense = summary([r["result"]["dense_test_error"] for r in results])["mean"]
-    for ax, fam in zip(axes, fams):
-        k = 0
+    style = {m: _style(k) for k, (m,) in enumerate(groups)}
+    prot = protocols(results[0]["trial"])
+    for ax, panel in zip(axes, panels):
         for (method,), recs in groups.items():
-            if family(method) != fam:
+            fld = dict(_panel_fields(recs[0])).get(panel)
+            if fld is None:
                 continue
             x = stack_over_seeds(recs, "measured_sparsity").mean(axis=0)
-            y = stack_over_seeds(recs, "test_error")
-            st = _style(k)
-            mean = y.mean(axis=0)
-            sd = y.std(axis=0, ddof=1) if y.shape[0] > 1 else np.zeros_like(mean)
-            ax.plot(x, mean, label=method.replace("_", " "), **st)
-            ax.fill_between(x, mean - sd, mean + sd, color=st["color"], alpha=0.15, linewidth=0)
-            k += 1
-        ax.axhline(dense, color="0.3", linestyle=":", linewidth=1.0, zorder=0)
+            st = style[method]
+            line_with_band(ax, x, stack_over_seeds(recs, fld), label=method.replace("_", " "), band=BAND,
+                           alpha=0.15, **st)
+        ax.axhline(dense, color="0.3", linestyle=":", linewidth=1.0, zorder=0, label="dense")
         ax.set_xlabel("sparsity (fraction of weights removed)")
-        ax.set_title("classic methods (prunebound.pruning)" if fam == "classic"
-                     else "provable samplers (prunebound.coresets)")
-        if fam == "classic":
-            ax.legend(ncol=2 if k > 6 else 1, loc="upper left")
-        else:  # below CoreNet's saturated line, above the others at moderate sparsity
-            ax.legend(loc="center left", bbox_to_anchor=(0.0, 0.62))
+        ax.set_title(f"{PANELS[panel]}" + (f" ({prot[panel].retrain_epochs} ep, lr {prot[panel].retrain_lr:g})"
+                                           if panel == "retrained" else ""))
     axes[0].set_ylabel("test error (dotted: dense)")
-    return fig
+    handles = {}
+    for ax in axes:
+        for ln in ax.get_lines():
+            handles.setdefault(ln.get_label(), ln)
+    axes[-1].legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                    borderaxespad=0.0)
+    return finish_figure(fig, caption(results))
 
 
 def plot(results: list[dict], out_dir) -> list[Path]:
-    return write_outputs(figure(results), table(results), out_dir, NAME)
+    return write_outputs(figure(results), table(results), out_dir, NAME, caption=caption(results))

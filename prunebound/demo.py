@@ -87,7 +87,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.
     with paper_style():
         fig, ax = plt.subplots()
         xs = [r["sparsity"] for r in rows]
-        ax.plot(xs, [r["bound"] for r in rows], "o-", label=f"Occam bound (δ={delta})")
+        ax.plot(xs, [r["bound"] for r in rows], "o-", label=f"Occam bound (δ = {d_each:g} each, {delta:g} in all)")
         ax.plot(xs, [r["test_error"] for r in rows], "s--", label="test error")
         ax.plot(xs, [r["train_error"] for r in rows], "^:", label="train error")
         ax.axhline(dense.error, color="grey", lw=0.8, label="dense test error")

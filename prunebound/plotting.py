@@ -4,7 +4,12 @@
   lines, TrueType fonts embedded in PDFs (``pdf.fonttype 42``), no top/right spines, and the Okabe-Ito palette
   (Okabe & Ito 2008, "Color Universal Design"), distinguishable under the common colour-vision deficiencies.
 * :func:`new_figure` -- a figure of column (3.3 in) or page (6.8 in) width in that style.
-* :func:`line_with_band` -- mean over seeds with a band (± std, or a t-based confidence interval).
+* :func:`line_with_band` -- mean over seeds with a band (± standard error, ± std, or a t-based confidence
+  interval).
+* :func:`add_caption` -- the caption (model, data, n, δ, seeds, bands, protocol) as a footnote under the axes.
+* :func:`legend_overlaps` / :func:`fix_legends` -- which legend boxes cover a plotted point (display
+  coordinates, from the artists), and moving those legends outside their axes.
+* :func:`mark_paper` -- a published number as a black star labelled "paper".
 * :func:`savefig` -- writes ``name.pdf`` and ``name.png`` and returns both paths.
 * :func:`write_csv` / :func:`read_csv` -- tables without pandas.
 
@@ -37,6 +42,11 @@ __all__ = [
     "new_figure",
     "mean_band",
     "line_with_band",
+    "CAPTION_GID",
+    "add_caption",
+    "legend_overlaps",
+    "fix_legends",
+    "mark_paper",
     "savefig",
     "write_csv",
     "read_csv",
@@ -137,7 +147,8 @@ def mean_band(ys_over_seeds, *, band: str = "std", level: float = 0.95) -> tuple
                                                                                   np.ndarray]:
     """Mean and lower/upper band edges over seeds (rows) for each x (columns); NaNs are ignored per column.
 
-    ``band="std"``: mean ± sample standard deviation (ddof=1; 0 with one seed).  ``band="ci"``: the two-sided
+    ``band="std"``: mean ± sample standard deviation (ddof=1; 0 with one seed).  ``band="se"``: mean ± standard
+    error ``s / sqrt(n)`` (0 with one seed).  ``band="ci"``: the two-sided
     Student-t confidence interval at ``level``: mean ± t_{(1+level)/2, n-1} · s / sqrt(n) (0 width with one
     seed).  ``band="minmax"``: the range over seeds.
     """
@@ -158,6 +169,8 @@ def mean_band(ys_over_seeds, *, band: str = "std", level: float = 0.95) -> tuple
     s = np.where(n > 1, s, 0.0)
     if band == "std":
         w = s
+    elif band == "se":
+        w = s / np.sqrt(n)
     elif band == "ci":
         if not 0.0 < level < 1.0:
             raise InvalidParameterError(f"level must be in (0, 1), got {level}")
@@ -166,7 +179,7 @@ def mean_band(ys_over_seeds, *, band: str = "std", level: float = 0.95) -> tuple
         q = np.where(n > 1, student_t.ppf((1.0 + level) / 2.0, np.maximum(n - 1, 1)), 0.0)
         w = q * s / np.sqrt(n)
     else:
-        raise InvalidParameterError(f"band must be 'std', 'ci' or 'minmax', got {band!r}")
+        raise InvalidParameterError(f"band must be 'std', 'se', 'ci' or 'minmax', got {band!r}")
     return m, m - w, m + w
 
 
@@ -190,6 +203,110 @@ def line_with_band(ax, x, ys_over_seeds, label: str | None = None, *, band: str 
     if np.any(hi > lo):
         ax.fill_between(x, lo, hi, color=color, alpha=alpha, linewidth=0)
     return line
+
+
+CAPTION_GID = "prunebound-caption"
+
+
+def add_caption(fig, text: str, *, font_size: float = 6.5):
+    """Put ``text`` under the figure as a left-aligned footnote (wrapped to the figure width; saved PNG/PDF
+    include it through the tight bounding box), replacing an earlier caption.  Returns the ``Text``; its
+    ``gid`` is :data:`CAPTION_GID`."""
+    import textwrap
+
+    for t in list(fig.texts):
+        if t.get_gid() == CAPTION_GID:
+            t.remove()
+    width_pt = fig.get_size_inches()[0] * 72.0
+    chars = max(40, int(width_pt / (0.52 * font_size)))
+    wrapped = "\n".join(textwrap.wrap(text, chars))
+    return fig.text(0.005, -0.01, wrapped, ha="left", va="top", fontsize=font_size, gid=CAPTION_GID,
+                    transform=fig.transFigure)
+
+
+def _renderer(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def _plotted_points(ax) -> list[tuple[str, np.ndarray]]:
+    """(artist label, display-coordinate points) of every visible line vertex, scatter point and bar top of
+    ``ax`` that lies inside the axes box."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.patches import Rectangle
+
+    out = []
+    for ln in ax.get_lines():
+        if ln.get_visible() and len(ln.get_xydata()):
+            out.append((ln.get_label(), ln.get_transform().transform(np.asarray(ln.get_xydata(), float))))
+    for c in ax.collections:
+        if isinstance(c, PathCollection) and c.get_visible() and len(c.get_offsets()):
+            out.append((c.get_label(), c.get_offset_transform().transform(np.asarray(c.get_offsets(), float))))
+    for p in ax.patches:
+        if isinstance(p, Rectangle) and p.get_visible() and p.get_height() != 0:
+            x0, y0, w, h = p.get_x(), p.get_y(), p.get_width(), p.get_height()
+            top = np.array([[x0 + w / 2, y0 + h], [x0, y0 + h], [x0 + w, y0 + h]])
+            out.append(("bar", p.get_data_transform().transform(top)))
+    box = ax.get_window_extent()
+    res = []
+    for label, xy in out:
+        xy = xy[np.all(np.isfinite(xy), axis=1)]
+        inside = ((xy[:, 0] >= box.x0 - 0.5) & (xy[:, 0] <= box.x1 + 0.5) & (xy[:, 1] >= box.y0 - 0.5)
+                  & (xy[:, 1] <= box.y1 + 0.5))
+        if inside.any():
+            res.append((str(label), xy[inside]))
+    return res
+
+
+def legend_overlaps(fig) -> list[str]:
+    """Every (legend, plotted point) pair where the point lies inside the legend's box, in display
+    coordinates after a full draw; one string each, empty when no legend covers data.
+
+    Points are the vertices (markers) of every line, the centres of scatter points and the tops of bars of
+    every axes of ``fig`` -- a legend outside its axes is checked against the neighbouring panels too."""
+    r = _renderer(fig)
+    legends = [lg for lg in [ax.get_legend() for ax in fig.axes] if lg is not None] + list(fig.legends)
+    pts = [(ax, lab, xy) for ax in fig.axes if ax.get_visible() for lab, xy in _plotted_points(ax)]
+    found = []
+    for lg in legends:
+        bb = lg.get_window_extent(r)
+        for ax, lab, xy in pts:
+            hit = (xy[:, 0] > bb.x0) & (xy[:, 0] < bb.x1) & (xy[:, 1] > bb.y0) & (xy[:, 1] < bb.y1)
+            if hit.any():
+                title = ax.get_title() or "axes"
+                found.append(f"legend of {lg.axes.get_title() if lg.axes else 'figure'!r} covers "
+                             f"{int(hit.sum())} point(s) of {lab!r} in {title!r}")
+    return found
+
+
+def fix_legends(fig) -> list[str]:
+    """Move every axes legend that covers a plotted point (:func:`legend_overlaps`) to outside the right
+    edge of its axes (the constrained layout makes room); returns the overlaps that remain (ideally none)."""
+    for ax in fig.axes:
+        lg = ax.get_legend()
+        if lg is None:
+            continue
+        r = _renderer(fig)
+        bb = lg.get_window_extent(r)
+        covered = any(((xy[:, 0] > bb.x0) & (xy[:, 0] < bb.x1) & (xy[:, 1] > bb.y0) & (xy[:, 1] < bb.y1)).any()
+                      for a in fig.axes for _, xy in _plotted_points(a))
+        if covered:
+            handles, labels = lg.legend_handles, [t.get_text() for t in lg.get_texts()]
+            kw = {"ncol": getattr(lg, "_ncols", 1), "fontsize": lg.get_texts()[0].get_fontsize() if labels else None}
+            lg.remove()
+            ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
+    return legend_overlaps(fig)
+
+
+def mark_paper(ax, x, y, *, label: str = "paper", size: float = 9.0, **kw):
+    """Mark published numbers at ``(x, y)`` with black stars labelled ``label`` (one legend entry)."""
+    (ln,) = ax.plot(np.atleast_1d(x), np.atleast_1d(y), linestyle="none", marker="*", markersize=size,
+                    color=kw.pop("color", "black"), label=label, zorder=5, **kw)
+    return ln
 
 
 def savefig(fig, out_dir: str | os.PathLike, name: str, *, formats: Sequence[str] = ("pdf", "png"),
@@ -220,10 +337,13 @@ def savefig(fig, out_dir: str | os.PathLike, name: str, *, formats: Sequence[str
 def _cell(v: Any) -> str:
     if v is None:
         return ""
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
-    if isinstance(v, float):
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
         return repr(v) if math.isfinite(v) else str(v)
+    if isinstance(v, np.integer):
+        return str(int(v))
     return str(v)
 
 

@@ -138,3 +138,13 @@ def test_run_trial_is_deterministic():
     a, b = mod.run_trial(t), mod.run_trial(t)
     assert a == b
     assert a["n_train"] == 300 and a["n_test"] == 2000 and a["subspace_d"] == 8
+
+
+def test_caption_and_legends(quick_run):
+    c = quick_run.config
+    n = quick_run.rows[0]["n_train"] if len(c.datasets) == 1 else ", ".join(
+        f"{r['n_train']} ({'teacher task' if r['dataset'] == 'teacher' else 'MNIST-1D'})"
+        for r in quick_run.rows if r["method"] == "occam")
+    text = quick_run.check_caption(n=n, seeds=len(c.seeds), delta=c.delta)
+    assert "standard error" in text and len(c.seeds) >= 5
+    quick_run.check_legends()

@@ -137,3 +137,17 @@ def test_relative_output_error_helper(mod):
     ref = np.mean([float(torch.linalg.norm(fa[i] - fb[i]) / torch.linalg.norm(fa[i])) for i in range(7)])
     assert mod.relative_output_error(a, b, x) == pytest.approx(ref, rel=1e-12)
     assert mod.relative_output_error(a, a, x) == 0.0
+
+
+@pytest.mark.slow
+def test_caption_and_legends(quick_run):
+    c = quick_run.config
+    by = {}
+    for r in quick_run.results:
+        by.setdefault(r["trial"]["dataset"], r["result"]["n_train"])
+    labels = {"mnist1d": "MNIST-1D", "teacher": "teacher task", "digits": "digits"}
+    n = ", ".join(f"{by[d]} ({labels[d]})" for d in c.datasets)
+    text = quick_run.check_caption(n=n, seeds=len(c.seeds))
+    assert "no retraining" in text
+    assert len(c.seeds) >= 5
+    quick_run.check_legends()

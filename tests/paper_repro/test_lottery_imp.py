@@ -40,3 +40,11 @@ def test_figure_ticket_and_control_lines(quick_run):
         np.testing.assert_allclose(ln.get_xdata(), [100 * r["remaining"] for r in rows], rtol=1e-9)
         np.testing.assert_allclose(ln.get_ydata(), [r[key] for r in rows], rtol=1e-12)
     assert ax.xaxis_inverted()
+
+
+def test_caption_and_legends(quick_run):
+    c = quick_run.config
+    r = quick_run.results[0]["result"]
+    text = quick_run.check_caption(n=r["n_train"], seeds=len(c.seeds))
+    assert f"retrained {c.epochs} epochs at lr {c.lr:g}" in text and len(c.seeds) >= 5
+    quick_run.check_legends()

@@ -49,3 +49,10 @@ def test_figure_content(quick_run):
     n90 = [r["result"]["n_at_90"] for r in quick_run.results if r["result"]["n_at_90"] is not None]
     assert len(pts) == len(n90) > 0
     np.testing.assert_array_equal(sorted(pts[:, 1]), sorted(n90))
+
+
+def test_caption_and_legends(quick_run):
+    c = quick_run.config
+    text = quick_run.check_caption(n=c.reps, seeds=len(c.seeds))
+    assert "seed blocks" in text and len(c.seeds) >= 5
+    quick_run.check_legends()

@@ -52,3 +52,10 @@ def test_run_trial_is_deterministic(quick_run):
     # and the first checkpoints agree with the full trial's (same continuous training run)
     full = quick_run.results[0]["result"]
     assert a["arora2018"] == full["arora2018"][:2]
+
+
+def test_caption_and_legends(quick_run):
+    c = quick_run.config
+    quick_run.check_caption(n=quick_run.results[0]["result"]["n_train"], seeds=len(c.seeds))
+    assert len(c.seeds) >= 5
+    quick_run.check_legends()

@@ -67,3 +67,11 @@ def test_figure_has_four_quantities(quick_run):
     order = np.argsort([r["nonzero_mean"] for r in rows])
     np.testing.assert_allclose(lines[0].get_ydata(), [rows[i]["occam_mean"] for i in order], rtol=1e-12)
     np.testing.assert_allclose(lines[2].get_ydata(), [rows[i]["test_error_mean"] for i in order], rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_caption_and_legends(quick_run):
+    c = quick_run.config
+    text = quick_run.check_caption(n=c.n_train, seeds=len(c.seeds), delta=c.delta)
+    assert f"retrained {c.finetune_epochs} epochs" in text and len(c.seeds) >= 5
+    quick_run.check_legends()

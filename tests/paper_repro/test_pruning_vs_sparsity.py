@@ -28,20 +28,22 @@ def test_outputs_exist_parse_and_resume(quick_run, monkeypatch):
 
 
 @pytest.mark.slow
-def test_table_has_one_row_per_method_and_sparsity(quick_run, mod):
+def test_table_has_one_row_per_method_sparsity_and_protocol(quick_run, mod):
     c = quick_run.config
     rows = quick_run.rows
-    assert len(rows) == len(c.methods) * len(c.sparsities)
-    assert {(r["method"], r["sparsity"]) for r in rows} == {(m, s) for m in c.methods for s in c.sparsities}
+    panels = lambda m: ("sparse_training",) if m in mod.SPARSE_TRAINING else ("none", "retrained")  # noqa: E731
+    want = {(m, s, p) for m in c.methods for s in c.sparsities for p in panels(m)}
+    assert {(r["method"], r["sparsity"], r["protocol"]) for r in rows} == want and len(rows) == len(want)
     assert {r["method"] for r in rows if r["family"] == "coreset"} == set(c.methods) & set(mod.CORESET)
     for r in rows:
-        assert r["n_seeds"] == len(c.seeds)
+        assert r["n_seeds"] == len(c.seeds) >= 5
         assert 0.0 <= r["test_error_mean"] <= 1.0
+        assert r["test_error_se"] == pytest.approx(r["test_error_std"] / np.sqrt(r["n_seeds"]))
         gap = abs(r["measured_sparsity"] - r["sparsity"])
         if r["method"] in mod.STRUCTURED:  # whole neurons: within one neuron's share of the weights
             assert gap < 0.01
-        elif r["method"] in mod.CORESET:  # bisection on eps, sampling with replacement
-            assert gap < 0.03
+        elif r["method"] in mod.CORESET:  # bisection on eps, sampling with replacement (PFP: whole neurons)
+            assert gap < 0.07
         else:  # exact counts, up to rounding of one weight per layer
             assert gap < 1e-3
     # every trial of a seed uses the same trained dense network
@@ -50,27 +52,58 @@ def test_table_has_one_row_per_method_and_sparsity(quick_run, mod):
 
 
 @pytest.mark.slow
+def test_protocol_is_recorded_and_stated(quick_run, mod):
+    """Both panels' protocols are in the JSON and on the figure; the retrained panel is k epochs at the
+    stated learning rate for every method; the caption states n, seeds and the bands."""
+    c = quick_run.config
+    js = quick_run.json
+    assert [p["retrain_epochs"] for p in js["protocol"]] == [0, c.finetune_epochs]
+    assert js["protocol"][1]["retrain_lr"] == c.finetune_lr
+    n_train = quick_run.results[0]["result"]["n_train"]
+    text = quick_run.check_caption(n=n_train, seeds=len(c.seeds))
+    assert "no retraining" in text and f"retrained {c.finetune_epochs} epochs at lr {c.finetune_lr:g}" in text
+    for r in quick_run.rows:
+        assert r["protocol_text"] == {"none": "no retraining",
+                                      "retrained": js["protocol"][1]["text"]}.get(r["protocol"], r["protocol_text"])
+    # retraining helps (or does not hurt by more than noise) every method at 80 % sparsity
+    by = {(r["method"], r["sparsity"], r["protocol"]): r for r in quick_run.rows}
+    for m in c.methods:
+        a, b = by[(m, 0.8, "none")], by[(m, 0.8, "retrained")]
+        assert b["test_error_mean"] <= a["test_error_mean"] + 3 * (a["test_error_se"] + b["test_error_se"]) + 0.01
+
+
+@pytest.mark.slow
+def test_legends_cover_no_data(quick_run):
+    quick_run.check_legends()
+
+
+@pytest.mark.slow
 def test_figure_panels_lines_and_values(quick_run, mod):
     fig = quick_run.figure()
     c = quick_run.config
-    fams = [f for f in ("classic", "coreset") if any(mod.family(m) == f for m in c.methods)]
-    axes = fig.axes
-    assert len(axes) == len(fams) == 2  # the quick preset has both families
-    by = {(r["method"], r["sparsity"]): r for r in quick_run.rows}
-    for ax, fam in zip(axes, fams):
-        ms = [m for m in c.methods if mod.family(m) == fam]
-        lines = [ln for ln in ax.get_lines() if ln.get_label() in {m.replace("_", " ") for m in ms}]
-        assert [ln.get_label() for ln in lines] == [m.replace("_", " ") for m in ms]
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == [m.replace("_", " ") for m in ms]
-        for m, ln in zip(ms, lines):  # x = measured sparsity, y = mean test error, both from the table
-            np.testing.assert_allclose(ln.get_xdata(), [by[(m, s)]["measured_sparsity"] for s in c.sparsities],
-                                       rtol=1e-12)
-            np.testing.assert_allclose(ln.get_ydata(), [by[(m, s)]["test_error_mean"] for s in c.sparsities],
-                                       rtol=1e-12)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title().split(" (")[0] for ax in axes] == ["no retraining", "retrained"]
+    by = {(r["method"], r["sparsity"], r["protocol"]): r for r in quick_run.rows}
+    labels = [m.replace("_", " ") for m in c.methods]
+    for ax, panel in zip(axes, ("none", "retrained")):
+        lines = [ln for ln in ax.get_lines() if ln.get_label() in labels]
+        assert [ln.get_label() for ln in lines] == labels
+        for m, ln in zip(c.methods, lines):  # x = measured sparsity, y = mean test error, both from the table
+            np.testing.assert_allclose(ln.get_xdata(), [by[(m, s, panel)]["measured_sparsity"]
+                                                        for s in c.sparsities], rtol=1e-12)
+            np.testing.assert_allclose(ln.get_ydata(), [by[(m, s, panel)]["test_error_mean"]
+                                                        for s in c.sparsities], rtol=1e-12)
         # the dotted dense reference line
         dense = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
         assert len(dense) == 1
         assert dense[0].get_ydata()[0] == pytest.approx(quick_run.rows[0]["dense_test_error_mean"])
+    # one legend naming every method once, plus the dense line
+    legends = [ax.get_legend() for ax in axes if ax.get_legend()]
+    assert len(legends) == 1
+    assert [t.get_text() for t in legends[0].get_texts()] == labels + ["dense"]
+    # a method keeps its colour in both panels
+    col = [{ln.get_label(): ln.get_color() for ln in ax.get_lines()} for ax in axes]
+    assert all(col[0][lab] == col[1][lab] for lab in labels)
     # styles stay distinct even when a panel has more lines than the palette has colours
     styles = {(s["color"], s["marker"], s["linestyle"]) for s in map(mod._style, range(16))}
     assert len(styles) == 16
@@ -78,11 +111,23 @@ def test_figure_panels_lines_and_values(quick_run, mod):
 
 @pytest.mark.slow
 def test_science_magnitude_beats_random_and_sparsity_hurts(quick_run):
-    by = {(r["method"], r["sparsity"]): r["test_error_mean"] for r in quick_run.rows}
+    by = {(r["method"], r["sparsity"], r["protocol"]): r["test_error_mean"] for r in quick_run.rows}
     assert quick_run.rows[0]["dense_test_error_mean"] < 0.1  # digits is easy
-    for s in (0.5, 0.8):
-        assert by[("magnitude_global", s)] + 0.1 < by[("random", s)]
-    assert by[("magnitude_global", 0.95)] > by[("magnitude_global", 0.5)]
+    for p in ("none", "retrained"):
+        for s in (0.5, 0.8):
+            assert by[("magnitude_global", s, p)] + 0.05 < by[("random", s, p)]
+        assert by[("magnitude_global", 0.95, p)] > by[("magnitude_global", 0.5, p)]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="awaiting sampler fix")
+def test_provable_samplers_near_magnitude_at_half_sparsity_without_retraining(quick_run):
+    """Issue 17: at 50 % sparsity without retraining, CoreNet / SiPP / PFP are within 1.5x of magnitude
+    pruning's test error (the papers' figures show them close to the dense network there)."""
+    by = {(r["method"], r["sparsity"], r["protocol"]): r["test_error_mean"] for r in quick_run.rows}
+    mag = by[("magnitude_global", 0.5, "none")]
+    for m in ("corenet", "sipp", "pfp"):
+        assert by[(m, 0.5, "none")] <= 1.5 * mag, (m, by[(m, 0.5, "none")], mag)
 
 
 def test_full_preset_covers_both_registries(mod):
@@ -92,7 +137,7 @@ def test_full_preset_covers_both_registries(mod):
     registry_names = {mod.CLASSIC[m][0] for m in full.methods if m in mod.CLASSIC}
     assert registry_names == set(pruning.REGISTRY)
     assert {"corenet", "sipp", "pfp", "data_independent", "uniform"} <= set(full.methods)
-    assert len(full.seeds) >= 3 and full.widths == (300, 100) and full.dataset == "mnist1d"
+    assert len(full.seeds) >= 5 and full.widths == (300, 100) and full.dataset == "mnist1d"
     assert {0.5, 0.8, 0.9, 0.95} <= set(full.sparsities)
     assert mod.STRUCTURED == set(pruning.STRUCTURED)
     # every method of the experiment is either a registry method or a coreset method
@@ -109,6 +154,8 @@ def test_trials_validation(mod):
         mod.trials(mod.Config(sparsities=(0.5, -0.1)))
     with pytest.raises(InvalidParameterError, match="dataset"):
         mod.trials(mod.Config(dataset="cifar"))
+    with pytest.raises(InvalidParameterError, match="finetune_epochs"):
+        mod.trials(mod.Config(finetune_epochs=0))
     ts = mod.trials(mod.Config())
     assert len(ts) == len(mod.Config().methods) * len(mod.Config().seeds)
 

@@ -18,7 +18,7 @@ def test_every_listed_experiment_has_the_module_contract():
     for name in names:
         mod = get_experiment(name)
         assert mod.NAME == name and mod.TITLE
-        for attr in ("Config", "trials", "run_trial", "run", "table", "figure", "plot"):
+        for attr in ("Config", "trials", "run_trial", "run", "table", "caption", "figure", "plot"):
             assert callable(getattr(mod, attr)), (name, attr)
         q, f = mod.Config.quick(), mod.Config.full()
         assert isinstance(q, mod.Config) and isinstance(f, mod.Config)
@@ -27,6 +27,10 @@ def test_every_listed_experiment_has_the_module_contract():
         json.dumps(tq)  # trials are JSON
         assert json.loads(json.dumps(q.to_dict())) == q.to_dict()
         assert {fl.name for fl in fields(q)} == set(q.to_dict())
+        # bands over seeds need enough seeds to mean something: one seed (no band) or at least five
+        for preset in (q, f):
+            seeds = getattr(preset, "seeds", (0,))
+            assert len(seeds) == 1 or len(seeds) >= 5, (name, seeds)
 
 
 def test_unknown_experiment_and_preset():

@@ -48,8 +48,23 @@ def test_figure_content(quick_run):
     fig = quick_run.figure()
     ax, ax2 = fig.axes[:2]
     c = quick_run.config
-    assert len(ax.get_lines()) == len(c.methods)
+    lines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("paper")]
+    assert len(lines) == len(c.methods)
     assert len(ax2.get_lines()) == 2 * len(c.methods) + 1
-    for ln in ax.get_lines():
+    for ln in lines:
         np.testing.assert_allclose(sorted(ln.get_xdata()), sorted(1 / np.asarray(c.eps_grid)))
         assert np.all(ln.get_ydata() > 0)
+    # the published number: Pensia et al.'s 21 coefficients per weight at eps = 0.01, as a star
+    star = [ln for ln in ax.get_lines() if ln.get_label().startswith("paper")]
+    assert len(star) == 1 and star[0].get_marker() == "*"
+    np.testing.assert_allclose(star[0].get_xydata(), [[100.0, 21.0]])
+    rows = [r for r in quick_run.rows if r["paper"] is not None]
+    assert [(r["method"], r["eps"], r["paper"], r["paper_quantity"]) for r in rows] == [
+        ("pensia", 0.01, 21.0, "random_per_target_mean")]
+    assert "Pensia" in rows[0]["paper_source"]
+
+
+def test_caption_and_legends(quick_run):
+    c = quick_run.config
+    quick_run.check_caption(n=c.n_samples, seeds=len(c.seeds), delta=c.delta)
+    quick_run.check_legends()

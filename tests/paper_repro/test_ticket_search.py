@@ -73,7 +73,7 @@ def test_figure_content(quick_run):
     ax_p, ax_m, ax_o, ax_g = fig.axes[:4]
     c = quick_run.config
     by_task = {t: [x for x in quick_run.results if x["trial"]["task"] == t] for t in c.tasks}
-    for task, ax in (("planted", ax_p), ("mnist1d", ax_m)):
+    for task, ax in (("planted", ax_p), ("digits", ax_m)):
         lines = ax.get_lines()
         labels = [ln.get_label() for ln in lines]
         assert labels[:3] == ["edge-popup", "greedy", "random"]
@@ -90,6 +90,28 @@ def test_figure_content(quick_run):
     assert len(ax_g.get_lines()) == 2 * len(c.tasks)  # greedy curve + O(1/n) reference per task
     n = np.arange(1, max(c.n_select) + 1)
     np.testing.assert_array_equal(ax_g.get_lines()[0].get_xdata(), n)
+
+
+def test_quick_preset_is_above_chance_with_five_seeds(quick_run):
+    """Issue 17: a quick preset that means something -- on every task, the best search method's mean test
+    error at the largest budget is below chance by more than 3 standard errors; >= 5 seeds."""
+    c = quick_run.config
+    assert len(c.seeds) >= 5
+    for r in quick_run.rows:
+        if r["n_select"] != max(c.n_select):
+            continue
+        k = next(x["result"]["n_classes"] for x in quick_run.results if x["trial"]["task"] == r["task"])
+        chance = 1.0 - 1.0 / k
+        best = min(("edge_popup", "greedy"), key=lambda m: r[f"{m}_test_error_mean"])
+        se = r[f"{best}_test_error_std"] / math.sqrt(r["n_seeds"])
+        assert r[f"{best}_test_error_mean"] + 3 * se < chance, (r["task"], r[f"{best}_test_error_mean"], chance)
+
+
+def test_caption_and_legends(quick_run):
+    ns = ", ".join(f"{next(x['result']['n_train'] for x in quick_run.results if x['trial']['task'] == t)} "
+                   f"({'planted ticket' if t == 'planted' else t})" for t in quick_run.config.tasks)
+    quick_run.check_caption(n=ns, seeds=len(quick_run.config.seeds))
+    quick_run.check_legends()
 
 
 def test_config_validation():
