@@ -401,7 +401,7 @@ CLI_CASES = {
     "--arch letters": (["train", "--arch", "mlp:a,b", "--data", SPEC, "--out", "{d}/o.pt"], "must be an integer"),
     "--arch too short": (["train", "--arch", "mlp:4", "--data", SPEC, "--out", "{d}/o.pt"], "at least"),
     "--arch unknown": (["train", "--arch", "resnet9000", "--data", SPEC, "--out", "{d}/o.pt"], "unknown architecture"),
-    "--arch huge": (["train", "--arch", "mlp:4,10000000,2", "--data", SPEC, "--out", "{d}/o.pt"], "must be an integer in"),
+    "--arch huge": (["train", "--arch", "mlp:4,10000000,2", "--data", SPEC, "--out", "{d}/o.pt"], "must be an integer"),
     "--max-n negative": (["certify", "{m}", "--data", SPEC, "--max-n", "-1"], "max_n"),
     "certificate is a number": (["verify", "{d}/num.json", "--model", "{m}"], "JSON number"),
     "certificate is a folder": (["verify", "{d}", "--model", "{m}"], "folder"),

@@ -117,7 +117,7 @@ def run_blocks(blocks: list[Block], workdir: Path) -> dict[str, dict]:
 
 def check_inline(cmd: str) -> None:
     """Parse an inline ``prunebound`` command with the CLI's parser; ``repro run NAME`` must be registered."""
-    from prunebound.cli import build_parser
+    from prunebound.cli import _UsageError, build_parser
     from prunebound.paper_repro import list_experiments
 
     argv = shlex.split(cmd)[1:]
@@ -125,8 +125,8 @@ def check_inline(cmd: str) -> None:
     try:
         with contextlib.redirect_stderr(err):
             a = build_parser().parse_args(argv)
-    except SystemExit as e:
-        raise DocFailure(f"`{cmd}` does not parse: {err.getvalue().strip()}") from e
+    except (SystemExit, _UsageError) as e:
+        raise DocFailure(f"`{cmd}` does not parse: {err.getvalue().strip() or e}") from e
     if getattr(a, "action", None) == "run" and a.name not in list_experiments():
         raise DocFailure(f"`{cmd}`: no experiment named {a.name!r}")
 
