@@ -16,9 +16,12 @@ weights at once) on one core.  The target is trained on local MNIST when the IDX
 (:class:`~prunebound.data.TeacherTask`; nothing is downloaded).  Reported next to the paper's numbers
 (``paper`` column): kept weights / target weights, the fraction of weights within ``eps``, the largest
 error, the accuracy of the target and of the subset-sum network, and the wall time (and core-seconds) of the
-solve.  Where we differ from the paper: we return the *closest* subset (the MIP returns any subset within
-1 % of the optimum), which keeps about ``n / 2`` coefficients per weight rather than the paper's 9.39 (no
-preference for sparse subsets in either objective); the target's data set differs unless MNIST is present.
+solve.  Where we differ from the paper: a weight whose ``n`` coefficients miss ``eps`` (a rare draw: one in
+397,000 in our full run; none in the paper's) gets a fresh set of ``n`` coefficients (reported as
+``redrawn_weights``, with the one-draw fraction beside the final one); we return the *closest* subset
+(the MIP returns any subset within 1 % of the optimum), which keeps about ``n / 2`` coefficients per weight
+rather than the paper's 9.39 (no preference for sparse subsets in either objective); the target's data set
+differs unless MNIST is present.
 
 Figure: left, the distribution of ``|w - subset sum|`` over all weights against ``eps``; right, the number of
 kept coefficients per weight, with our mean and the paper's 9.39 marked.
@@ -52,8 +55,12 @@ _ERR_BINS = np.concatenate([[0.0], np.logspace(-9, 0, 46)])
 @dataclass(frozen=True)
 class Config:
     """``hidden`` width of the 784-hidden-10 target, ``eps`` and ``c`` (``n = c round(log2(1/eps))``),
-    training (``n_train`` teacher samples or all of MNIST, ``epochs``, ``lr``), ``n_test`` teacher test
-    samples, ``mnist_dir`` ('' = ``$PRUNEBOUND_MNIST`` or the teacher task), ``seeds``."""
+    training (``n_train`` teacher samples or all of MNIST, ``epochs``, ``lr``, ``weight_decay``), the
+    teacher (``teacher_width`` hidden units; ``n_test`` test samples), ``mnist_dir`` ('' = ``$PRUNEBOUND_MNIST``
+    or the teacher task), ``seeds``.  Weight decay keeps the trained weights in a range like an MNIST net's
+    (about ±0.4): the coefficients are drawn from the target's weight range, so a few large weights would
+    widen it for every weight and make ``eps`` relatively finer (without it the teacher-trained net reaches
+    ±1.9 and a few of 397,000 weights miss ``eps``)."""
 
     hidden: int = 500
     eps: float = 0.01
@@ -61,7 +68,9 @@ class Config:
     n_train: int = 20_000
     n_test: int = 10_000
     epochs: int = 5
-    lr: float = 0.05
+    lr: float = 0.02
+    weight_decay: float = 5e-4
+    teacher_width: int = 32
     mnist_dir: str = ""
     seeds: tuple[int, ...] = (0,)
 
@@ -107,7 +116,7 @@ def _data(t: dict):
 
     if t["data"].startswith("mnist:"):
         return load_mnist(t["data"][len("mnist:"):])
-    task = TeacherTask(784, 256, 10, seed=1000 + int(t["seed"]))
+    task = TeacherTask(784, int(t["teacher_width"]), 10, seed=1000 + int(t["seed"]))
     return Split(task.sample(int(t["n_train"]), 1), task.sample(int(t["n_test"]), 2))
 
 
@@ -125,7 +134,8 @@ def run_trial(t: dict) -> dict:
     split = _data(t)
     target = mlp(784, [int(t["hidden"])], 10, bias=False, seed=int(t["seed"]))
     t0 = time.perf_counter()
-    fit(target, split.train, epochs=int(t["epochs"]), lr=float(t["lr"]), seed=int(t["seed"]))
+    fit(target, split.train, epochs=int(t["epochs"]), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]),
+        seed=int(t["seed"]))
     train_s = time.perf_counter() - t0
     ws = [target[0].weight.detach().double(), target[2].weight.detach().double()]
     flat = torch.cat([w.reshape(-1) for w in ws]).numpy()
@@ -135,16 +145,29 @@ def run_trial(t: dict) -> dict:
     t0 = time.perf_counter()
     coef = rng.uniform(lo, hi, (flat.size, n))  # a fresh set of n coefficients per weight (authors' main.py)
     res = subset_sum_exact_batched(coef, flat)
+    err, kept, sums = res.errors.copy(), res.masks.sum(1), res.sums.copy()
+    within_first = float((err <= eps).mean())
+    # weights whose n coefficients miss eps get a fresh set of n (a second block of the random network for
+    # that weight; counted and reported -- the paper's single draw had no misses)
+    redrawn = 0
+    for _ in range(5):
+        miss = np.flatnonzero(err > eps)
+        if miss.size == 0:
+            break
+        redrawn += int(miss.size)
+        extra = subset_sum_exact_batched(rng.uniform(lo, hi, (miss.size, n)), flat[miss])
+        better = extra.errors < err[miss]
+        idx = miss[better]
+        err[idx], kept[idx], sums[idx] = extra.errors[better], extra.masks[better].sum(1), extra.sums[better]
     solve_s = time.perf_counter() - t0
-    err = res.errors
-    kept = res.masks.sum(1)
-    approx = torch.from_numpy(res.sums)
+    approx = torch.from_numpy(sums)
     a1 = approx[: ws[0].numel()].reshape(ws[0].shape)
     a2 = approx[ws[0].numel():].reshape(ws[1].shape)
     x, y = split.test.x.double(), split.test.y
     acc_t, acc_a = _accuracy(ws[0], ws[1], x, y), _accuracy(a1, a2, x, y)
     return {"target_weights": int(flat.size), "n": n, "coef_range": [lo, hi], "kept_weights": int(kept.sum()),
             "kept_ratio": float(kept.sum() / flat.size), "fraction_within_eps": float((err <= eps).mean()),
+            "fraction_within_eps_first_draw": within_first, "redrawn_weights": redrawn,
             "max_error": float(err.max()), "mean_error": float(err.mean()), "target_accuracy": acc_t,
             "approx_accuracy": acc_a, "accuracy_change": acc_a - acc_t, "solve_seconds": solve_s,
             "train_seconds": train_s, "cores": 1,
@@ -167,7 +190,10 @@ def table(results: list[dict]) -> list[dict]:
             ("coefficients per weight n", r["n"], PAPER["n_coefficients"], "n = c round(log2(1/eps))"),
             ("kept weights", r["kept_weights"], PAPER["kept_weights"], "selected coefficients, all weights"),
             ("kept / target weights", r["kept_ratio"], PAPER["kept_ratio"], "closest subset (ours) vs MIP"),
-            ("fraction of weights within eps", r["fraction_within_eps"], PAPER["fraction_within_eps"], ""),
+            ("fraction within eps, one draw (paper's procedure)", r["fraction_within_eps_first_draw"],
+             PAPER["fraction_within_eps"], ""),
+            ("weights given a second draw of n coefficients", r["redrawn_weights"], 0, "where one draw missed eps"),
+            ("fraction of weights within eps", r["fraction_within_eps"], PAPER["fraction_within_eps"], "final"),
             ("largest |w - subset sum|", r["max_error"], None, f"eps = {t['eps']}"),
             ("target test accuracy", r["target_accuracy"], PAPER["target_accuracy"], r["data"].split(":")[0]),
             ("subset-sum net test accuracy", r["approx_accuracy"], PAPER["approx_accuracy"], ""),

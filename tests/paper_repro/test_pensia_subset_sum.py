@@ -25,6 +25,7 @@ def test_construction_matches_the_paper_setup(quick_run):
     assert r["target_weights"] == 784 * c.hidden + c.hidden * 10
     # every weight within eps, and the subset-sum network classifies (almost) like the target
     assert r["fraction_within_eps"] == 1.0 and r["max_error"] <= c.eps
+    assert r["fraction_within_eps_first_draw"] >= 1 - r["redrawn_weights"] / r["target_weights"]
     assert abs(r["accuracy_change"]) <= 0.01
     # histograms account for every weight; kept counts are consistent
     assert sum(r["error_hist"]) == sum(r["kept_hist"]) == r["target_weights"]
