@@ -90,13 +90,14 @@ _METHODS = ("pensia", "malach", "orseau")
 class Ticket:
     """A pruned random network approximating a target on the ball ``||x||_2 <= radius``.
 
-    ``module``: ``nn.Sequential`` of ``2 l`` bias-free Linear layers (float64) with ``torch.nn.utils.prune``
-    masks; ``n_per_sign[i]``: random neurons per sign per input coordinate for target layer ``i``;
-    ``hidden_widths[i] = 2 n_i d_{i-1}``; ``certified_error``: the analytic sup-error (certify.py);
-    ``width_formula``: the formula that gave ``n_i``; ``n_theory``: the formula's ``n`` (differs from
-    ``n_per_sign`` only when ``n`` was given); ``width_mode`` (Pensia): ``"exact"`` (subset sum over all
-    ``n`` candidates) or ``"bounded"`` (over ``candidates`` of them, see :func:`construct_ticket`);
-    ``solver``: the Pensia subset-sum route."""
+    ``module``: ``nn.Sequential`` of ``2 l`` bias-free Linear layers (float32 unless ``dtype`` said otherwise)
+    with ``torch.nn.utils.prune`` masks; ``n_per_sign[i]``: random neurons per sign per input coordinate for
+    target layer ``i``; ``hidden_widths[i] = 2 n_i d_{i-1}``; ``certified_error``: the analytic sup-error
+    (certify.py) of the stored network, float64 rounding included; ``width_formula``: the formula that gave
+    ``n_i``; ``n_theory``: the formula's ``n`` (differs from ``n_per_sign`` only when ``n`` was given);
+    ``width_mode`` (Pensia): ``"exact"`` (subset sum over all ``n`` candidates) or ``"bounded"`` (over
+    ``candidates`` of them, chosen by the pilot, see :func:`construct_ticket`); ``solver``: the Pensia
+    subset-sum route."""
 
     module: nn.Module
     method: str
