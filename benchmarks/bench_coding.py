@@ -10,8 +10,6 @@ Run: .venv/bin/python -m pytest benchmarks/bench_coding.py --benchmark-only -o a
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -77,6 +75,7 @@ def test_pack_naive_python(benchmark, index_stream):
 
 @pytest.mark.benchmark(group="model-code")
 def test_encode_lenet300_100(benchmark, lenet_model):
+    benchmark.extra_info["role"] = "measure"
     blob = benchmark.pedantic(encode, args=(lenet_model,), rounds=3, iterations=1)
     assert len(blob) > 0
 
@@ -85,6 +84,7 @@ def test_encode_lenet300_100(benchmark, lenet_model):
 def test_decode_lenet300_100(benchmark, lenet_model):
     blob = encode(lenet_model)
     arch = architecture(lenet_model)
+    benchmark.extra_info["role"] = "measure"
     benchmark.pedantic(decode, args=(blob, arch), rounds=3, iterations=1)
 
 
@@ -96,9 +96,8 @@ def test_encode_decode_1m_params(benchmark):
     def roundtrip():
         return decode(encode(m), arch)
 
-    t0 = time.perf_counter()
+    benchmark.extra_info["role"] = "measure"  # a size/time measurement, not a comparison
     benchmark.pedantic(roundtrip, rounds=2, iterations=1)
-    assert (time.perf_counter() - t0) / 2 < 5.0
 
 
 @pytest.fixture(scope="module")

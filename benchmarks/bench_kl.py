@@ -1,7 +1,7 @@
 """kl_inverse_upper: vectorised safeguarded Newton over 1e5 (q, c) pairs vs a Python loop of scipy brentq.
 
 The brentq loop runs on a 1,000-pair subset and is scaled by 100 to the same 1e5 pairs; the ratio is stored in
-``extra_info["speedup_vs_brentq"]`` (the issue asks for >= 100x).
+``extra_info["ratios"]`` (collected by benchmarks/conftest.py). Ours includes the outward-rounding check.
 """
 
 import math
@@ -53,6 +53,7 @@ def test_kl_inverse_vectorised_vs_brentq(benchmark, brentq_seconds_per_pair):
     ours = benchmark.stats.stats.mean
     loop = brentq_seconds_per_pair * N
     benchmark.extra_info["brentq_loop_seconds_scaled"] = loop
-    benchmark.extra_info["speedup_vs_brentq"] = loop / ours
+    benchmark.extra_info["ratios"] = [{"what": "time, 1e5 pairs", "ours": "vectorised Newton + outward check",
+                                       "alternative": "Python loop of scipy brentq", "ratio": loop / ours}]
     print(f"\nkl_inverse_upper on {N} pairs: {ours:.4f} s; brentq loop (scaled): {loop:.2f} s; "
           f"speedup {loop / ours:.0f}x")

@@ -34,6 +34,7 @@ EXPERIMENTS: dict[str, str] = {
     "noise_stability": "prunebound.paper_repro.noise_stability",
     "ticket_search": "prunebound.paper_repro.ticket_search",
     "bound_comparison": "prunebound.paper_repro.bound_comparison",
+    "pensia_subset_sum": "prunebound.paper_repro.pensia_subset_sum",
 }
 
 

@@ -17,8 +17,8 @@ distribution, in how the subset is chosen and hence in the width needed:
 
 * ``"pensia"`` -- Pensia, Rajput, Nagle, Vishwakarma, Papailiopoulos (2020), "Optimal lottery tickets via
   SubsetSum", Thm. 1: weights ~ Uniform[-1, 1], *exact* subset sum (:func:`subset_sum_exact_batched`, all
-  weights of a layer at once; over a bounded, sign-balanced subset of ``m < n`` candidates per weight when
-  the exact solve over all ``n`` exceeds the work budget -- see :func:`construct_ticket`), width
+  weights of a layer at once; over a sign-balanced subset of ``m <= n`` candidates per weight, ``m`` from a
+  pilot -- see :func:`construct_ticket`), width
   ``O(d log(d l / eps))``. We use ``n_i = ceil(PENSIA_C log2(2 P / (delta eps_w)))`` (the ``log2(P/delta)``
   term pays for the union bound: the failure rate of one product subset-sum instance decays only like
   ``2^{-c n}``, because an instance may have few products of the target's sign -- measured, not assumed).
@@ -45,7 +45,11 @@ Deviations from the papers (documented): bias-free targets only; signs of the fi
 different layer layout and a golden-ratio argument -- we keep their weight distribution and greedy selection
 inside the shared layout above; the constants ``PENSIA_C`` and ``ORSEAU_C`` are ours (the papers' O(.)
 constants are not explicit or are loose), chosen so that one draw suffices with high probability.
-The random network is built in float64 so that the certificate is not polluted by float32 rounding.
+Storage and certificate: the random network is stored in float32 by default (``dtype``); its weights are
+drawn as float32 numbers and the certificate is computed in float64 from exactly those values, with the
+float64 rounding of the subset sums bounded and added (:func:`_pair_certificate`), so it is a bound for the
+stored network in exact arithmetic.  Pensia's subset sums are solved over ``m <= n`` candidates per weight,
+``m`` chosen by a pilot so that the certificate lands near ``eps`` (:func:`construct_ticket`).
 """
 
 from __future__ import annotations
@@ -57,12 +61,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import prune as tprune
 
 from prunebound.errors import InvalidParameterError, check_positive, check_positive_int, check_probability
-from prunebound.network import Network, apply_masks, count_nonzero, count_parameters
+from prunebound.network import Network
 from prunebound.subnet_search.certify import (
     ApproximationError,
-    pair_error_matrices,
+    collapsed_pair,
     propagate_bound,
     sample_ball,
     target_weights,
@@ -85,13 +90,14 @@ _METHODS = ("pensia", "malach", "orseau")
 class Ticket:
     """A pruned random network approximating a target on the ball ``||x||_2 <= radius``.
 
-    ``module``: ``nn.Sequential`` of ``2 l`` bias-free Linear layers (float64) with ``torch.nn.utils.prune``
-    masks; ``n_per_sign[i]``: random neurons per sign per input coordinate for target layer ``i``;
-    ``hidden_widths[i] = 2 n_i d_{i-1}``; ``certified_error``: the analytic sup-error (certify.py);
-    ``width_formula``: the formula that gave ``n_i``; ``n_theory``: the formula's ``n`` (differs from
-    ``n_per_sign`` only when ``n`` was given); ``width_mode`` (Pensia): ``"exact"`` (subset sum over all
-    ``n`` candidates) or ``"bounded"`` (over ``candidates`` of them, see :func:`construct_ticket`);
-    ``solver``: the Pensia subset-sum route."""
+    ``module``: ``nn.Sequential`` of ``2 l`` bias-free Linear layers (float32 unless ``dtype`` said otherwise)
+    with ``torch.nn.utils.prune`` masks; ``n_per_sign[i]``: random neurons per sign per input coordinate for
+    target layer ``i``; ``hidden_widths[i] = 2 n_i d_{i-1}``; ``certified_error``: the analytic sup-error
+    (certify.py) of the stored network, float64 rounding included; ``width_formula``: the formula that gave
+    ``n_i``; ``n_theory``: the formula's ``n`` (differs from ``n_per_sign`` only when ``n`` was given);
+    ``width_mode`` (Pensia): ``"exact"`` (subset sum over all ``n`` candidates) or ``"bounded"`` (over
+    ``candidates`` of them, chosen by the pilot, see :func:`construct_ticket`); ``solver``: the Pensia
+    subset-sum route."""
 
     module: nn.Module
     method: str
@@ -164,14 +170,18 @@ _FORMULAS = {
 }
 
 
-def _draw(method: str, shape: tuple[int, ...], g: torch.Generator, alpha: float, first: bool) -> torch.Tensor:
-    """Random weights: Uniform[-1, 1] (pensia, malach, orseau second layer) or hyperbolic on ±[alpha, 1]
-    (orseau first layer, so that the products ``|u| v`` have density ~ 1/|w| on [alpha, 1])."""
-    u = torch.rand(shape, generator=g, dtype=torch.float64)
-    sign = torch.where(torch.rand(shape, generator=g, dtype=torch.float64) < 0.5, -1.0, 1.0)
+def _draw(method: str, shape: tuple[int, ...], g: torch.Generator, alpha: float, first: bool,
+          dtype: torch.dtype) -> torch.Tensor:
+    """Random weights in ``dtype``: Uniform[-1, 1] (pensia, malach, orseau second layer) or hyperbolic on
+    ±[alpha, 1] (orseau first layer, so that the products ``|u| v`` have density ~ 1/|w| on [alpha, 1]).
+    Drawn in place (no float64 temporaries of the full matrix)."""
     if method == "orseau" and first:
-        return sign * alpha ** u  # log-uniform magnitude: density ∝ 1/|w| on [alpha, 1]
-    return sign * u
+        u = torch.rand(shape, generator=g, dtype=dtype)
+        neg = torch.rand(shape, generator=g, dtype=dtype) < 0.5
+        u = torch.pow(torch.tensor(alpha, dtype=dtype), u)  # log-uniform magnitude: density ∝ 1/|w|
+        u[neg] *= -1
+        return u
+    return torch.empty(shape, dtype=dtype).uniform_(-1.0, 1.0, generator=g)
 
 
 def _candidate_positions(vals: np.ndarray, m: int) -> np.ndarray:
@@ -182,21 +192,23 @@ def _candidate_positions(vals: np.ndarray, m: int) -> np.ndarray:
     ``m`` arbitrary candidates; the magnitude ladder keeps every target in reach while the small values make
     the subset sums dense. One ``argsort`` per row; ``m <= n``."""
     P, n = vals.shape
-    pos = vals >= 0
-    npos = pos.sum(1)[:, None]
+    key = np.abs(vals)
+    neg = vals < 0
+    key[neg] += 2.0  # non-negative candidates first, each sign by increasing magnitude
+    npos = (n - np.count_nonzero(neg, axis=1))[:, None]
     nneg = n - npos
     kp = np.minimum(npos, np.maximum(m // 2, m - nneg))
     kn = m - kp
-    order = np.argsort(np.where(pos, np.abs(vals), 2.0 + np.abs(vals)), axis=1, kind="stable")
+    order = np.argsort(key, axis=1)
     j = np.arange(m)[None, :]
-    rp = np.rint(j / np.maximum(kp - 1, 1) * (npos - 1))  # j-th of kp ranks spread over [0, npos - 1]
-    rn = npos + np.rint((j - kp) / np.maximum(kn - 1, 1) * (nneg - 1))
-    at = np.where(j < kp, rp, rn).astype(np.int64)
-    return np.take_along_axis(order, at, axis=1)
+    dp, dn = np.maximum(kp - 1, 1), np.maximum(kn - 1, 1)
+    rp = (j * (npos - 1) + dp // 2) // dp  # j-th of kp ranks spread over [0, npos - 1] (integer rounding)
+    rn = npos + ((j - kp) * (nneg - 1) + dn // 2) // dn
+    return np.take_along_axis(order, np.where(j < kp, rp, rn), axis=1)
 
 
-def _pensia_select(vals: np.ndarray, tgt: np.ndarray, *, m: int | None = None, solver: str = "batched",
-                   workers: int = 1) -> np.ndarray:
+def _pensia_select(vals: np.ndarray, tgt: np.ndarray, *, m: int | None = None,
+                   solver: str = "batched") -> np.ndarray:
     """Exact subset sum per row over all ``n`` candidates (``m is None or m >= n``) or over the ``m`` chosen
     by :func:`_candidate_positions`: ``"batched"`` (:func:`subset_sum_exact_batched`, all rows at once) or
     ``"per_weight"`` (:func:`subset_sum_exact` row by row; the reference route, slow)."""
@@ -207,7 +219,7 @@ def _pensia_select(vals: np.ndarray, tgt: np.ndarray, *, m: int | None = None, s
         cols = _candidate_positions(vals, m)
         sub = np.take_along_axis(vals, cols, axis=1)
     if solver == "batched":
-        sel = subset_sum_exact_batched(sub, tgt, workers=workers).masks
+        sel = subset_sum_exact_batched(sub, tgt).masks
     elif solver == "per_weight":
         sel = np.stack([subset_sum_exact(sub[i], tgt[i]).masks[0] for i in range(P)])
     else:
@@ -219,11 +231,11 @@ def _pensia_select(vals: np.ndarray, tgt: np.ndarray, *, m: int | None = None, s
     return out
 
 
-def _select(method: str, vals: np.ndarray, tgt: np.ndarray, *, m: int | None = None, solver: str = "batched",
-            workers: int = 1) -> np.ndarray:
+def _select(method: str, vals: np.ndarray, tgt: np.ndarray, *, m: int | None = None,
+            solver: str = "batched") -> np.ndarray:
     """Boolean masks (P, n) choosing a subset of each row of ``vals`` to approximate ``tgt``."""
     if method == "pensia":
-        return _pensia_select(vals, tgt, m=m, solver=solver, workers=workers)
+        return _pensia_select(vals, tgt, m=m, solver=solver)
     if method == "malach":
         j = np.abs(vals - tgt[:, None]).argmin(axis=1)
         out = np.zeros(vals.shape, dtype=bool)
@@ -245,45 +257,74 @@ def _select(method: str, vals: np.ndarray, tgt: np.ndarray, *, m: int | None = N
     return masks
 
 
-def _build_once(method: str, ws: list[torch.Tensor], ns: list[int], g: torch.Generator, alpha: float, *,
-                m: int | None = None, solver: str = "batched", workers: int = 1):
-    layers: list[nn.Module] = []
-    masks: list[torch.Tensor] = []
-    max_err = 0.0
-    for i, w in enumerate(ws):
-        d_out, d_in = w.shape
-        n = ns[i]
-        h = 2 * n * d_in
-        u = _draw(method, (h, d_in), g, alpha, True)
-        v = _draw(method, (d_out, h), g, alpha, False)
-        # block k holds hidden neurons [2nk, 2n(k+1)): first n positive, last n negative weight on input k
-        blk = torch.arange(h) // (2 * n)
-        pos = (torch.arange(h) % (2 * n)) < n
-        diag = u[torch.arange(h), blk].abs()
-        u[torch.arange(h), blk] = torch.where(pos, diag, -diag)
-        mask_u = torch.zeros(h, d_in, dtype=torch.float64)
-        mask_u[torch.arange(h), blk] = 1.0
-        a = diag.reshape(d_in, 2, n)  # |u| per (k, sign, j)
-        vv = v.reshape(d_out, d_in, 2, n)
-        vals = (a[None] * vv).numpy()  # (d_out, d_in, 2, n)
-        tg = np.stack([w.numpy(), -w.numpy()], axis=-1)  # (d_out, d_in, 2)
-        sel = _select(method, vals.reshape(-1, n), tg.reshape(-1), m=m, solver=solver, workers=workers)
-        mask_v = torch.from_numpy(sel.reshape(d_out, h).astype(np.float64))
-        approx = (vals.reshape(-1, n) * sel).sum(1)
-        max_err = max(max_err, float(np.abs(approx - tg.reshape(-1)).max()))
-        lin_u = nn.Linear(d_in, h, bias=False).double()
-        lin_v = nn.Linear(h, d_out, bias=False).double()
-        with torch.no_grad():
-            lin_u.weight.copy_(u)
-            lin_v.weight.copy_(v)
-        layers += [lin_u, nn.ReLU(), lin_v]
-        if i < len(ws) - 1:
-            layers.append(nn.ReLU())
-        masks += [mask_u, mask_v]
-    module = nn.Sequential(*layers)
-    n_random = count_parameters(module)
-    apply_masks(module, masks)
-    return module, max_err, n_random
+@dataclass
+class _Pair:
+    """One target layer's random pair before pruning: ``u`` (``h x d_in``, block diagonal signs set), ``v``
+    (``d_out x h``), the subset-sum instances ``vals`` (``P_i x n``, float64, ``|u_j| v_oj``) and targets."""
+
+    u: torch.Tensor
+    v: torch.Tensor
+    vals: np.ndarray
+    tg: np.ndarray
+    blk: torch.Tensor
+
+
+def _draw_pair(method: str, w: torch.Tensor, n: int, g: torch.Generator, alpha: float,
+               dtype: torch.dtype) -> _Pair:
+    d_out, d_in = w.shape
+    h = 2 * n * d_in
+    u = _draw(method, (h, d_in), g, alpha, True, dtype)
+    v = _draw(method, (d_out, h), g, alpha, False, dtype)
+    # block k holds hidden neurons [2nk, 2n(k+1)): first n positive, last n negative weight on input k
+    rows = torch.arange(h)
+    blk = rows // (2 * n)
+    pos = (rows % (2 * n)) < n
+    diag = u[rows, blk].abs()
+    u[rows, blk] = torch.where(pos, diag, -diag)
+    a = diag.to(torch.float64).reshape(d_in, 2, n)  # |u| per (k, sign, j)
+    # products of two float32 numbers are exact in float64 (24 + 24 <= 53 mantissa bits)
+    vals = (a[None] * v.to(torch.float64).reshape(d_out, d_in, 2, n)).numpy().reshape(-1, n)
+    tg = np.stack([w.numpy(), -w.numpy()], axis=-1).reshape(-1)  # (d_out, d_in, 2)
+    return _Pair(u, v, vals, tg, blk)
+
+
+def _pair_certificate(pair: _Pair, sel: np.ndarray, w: torch.Tensor) -> tuple[float, float]:
+    """``(||D_i||_2 upper bound, max |error|)`` straight from the subset sums: ``D_i = [P_i - W_i, N_i + W_i]``
+    has the entries ``sum(selected vals) - target``.  Rounding is accounted for: each entry's float64 sum of
+    ``<= n`` exact products (``n + 1`` more roundings for the products of float64 weights and the subtraction)
+    is off by at most ``(n + 2) u_64 (sum |terms| + |target|)``, so ``||D||_2 <= ||D_float||_2 (1 + 1e-12) +
+    ||E||_F``."""
+    d_out, d_in = w.shape
+    n = pair.vals.shape[1]
+    picked = np.where(sel, pair.vals, 0.0)
+    r = picked.sum(1) - pair.tg
+    slack = (n + 2) * 1.12e-16 * (np.abs(picked).sum(1) + np.abs(pair.tg))
+    r3 = r.reshape(d_out, d_in, 2)
+    d = torch.from_numpy(np.concatenate([r3[:, :, 0], r3[:, :, 1]], axis=1))
+    dn = float(torch.linalg.matrix_norm(d, ord=2)) * (1 + 1e-12) + float(np.sqrt((slack ** 2).sum()))
+    return dn, float(np.abs(r).max())
+
+
+def _pair_modules(pair: _Pair, sel: np.ndarray, last: bool) -> tuple[list[nn.Module], int, int]:
+    """The pruned ``Linear`` pair (``torch.nn.utils.prune`` masks), its unpruned parameter count and its
+    number of kept non-zero weights."""
+    h, d_in = pair.u.shape
+    d_out = pair.v.shape[0]
+    dtype = pair.u.dtype
+    lin_u = torch.nn.utils.skip_init(nn.Linear, d_in, h, bias=False, dtype=dtype)
+    lin_v = torch.nn.utils.skip_init(nn.Linear, h, d_out, bias=False, dtype=dtype)
+    with torch.no_grad():
+        lin_u.weight.data = pair.u  # no copy: the drawn tensor becomes the parameter
+        lin_v.weight.data = pair.v
+    mask_u = torch.zeros(h, d_in, dtype=dtype)
+    mask_u[torch.arange(h), pair.blk] = 1.0
+    mask_v = torch.from_numpy(sel.reshape(d_out, h)).to(dtype)
+    tprune.custom_from_mask(lin_u, "weight", mask_u)
+    tprune.custom_from_mask(lin_v, "weight", mask_v)
+    mods: list[nn.Module] = [lin_u, nn.ReLU(), lin_v] + ([] if last else [nn.ReLU()])
+    kept = int(torch.count_nonzero(pair.u[torch.arange(h), pair.blk])) + int(
+        torch.count_nonzero(pair.v[torch.from_numpy(sel.reshape(d_out, h))]))
+    return mods, h * d_in + d_out * h, kept
 
 
 def pensia_work(ws: list[torch.Tensor], m: int) -> int:
@@ -293,14 +334,15 @@ def pensia_work(ws: list[torch.Tensor], m: int) -> int:
 
 
 def _pilot_candidates(ws: list[torch.Tensor], *, n: int, eps: float, radius: float, m_max: int,
-                      seed: int | None, n_pilot: int = 4096, margin: float = 1.25) -> int:
+                      seed: int | None, n_pilot: int = 2048, margin: float = 1.25) -> tuple[int, list[float]]:
     """Smallest ``m <= m_max`` whose *predicted* certificate is ``<= eps / margin``, from a pilot: per
     target layer, ``n_pilot`` instances with the construction's distribution (targets ``±w`` at random
     entries, ``n`` candidates ``|u| v``, ``u, v ~ U[-1, 1]``, the ``m`` of :func:`_candidate_positions`)
-    solved exactly; the error matrix ``D_i`` (entries ``>= 0`` with mean ``mu``, standard deviation ``s``)
-    is predicted as ``||D_i||_2 ~ mu sqrt(2 d_i d_{i-1}) + s (sqrt(d_i) + sqrt(2 d_{i-1}))`` (rank-one mean
-    part plus the Bai-Yin edge of the fluctuation). A starting point only: the certificate of the real
-    draw is always computed, and ``m`` grows if it fails."""
+    solved exactly; the error matrix ``D_i`` (entries with mean ``mu`` and standard deviation ``s`` of the
+    signed residual, mean ``a`` of its absolute value) is predicted as ``||D_i||_2 ~ |mu| sqrt(2 d_i d_{i-1})
+    + s (sqrt(d_i) + sqrt(2 d_{i-1}))`` (rank-one mean part plus the Bai-Yin edge of the fluctuation), never
+    below the largest single entry.  Returns ``(m, predicted certificate per m tried)``.  A starting point
+    only: the certificate of the real draw is always computed, and ``m`` grows if it fails."""
     rng = np.random.default_rng(10_007 + (0 if seed is None else int(seed)))
     wn = [float(torch.linalg.matrix_norm(w, ord=2)) for w in ws]
     insts = []
@@ -309,23 +351,25 @@ def _pilot_candidates(ws: list[torch.Tensor], *, n: int, eps: float, radius: flo
         k = min(n_pilot, 2 * wf.size)
         tg = wf[rng.integers(0, wf.size, k)] * rng.choice([-1.0, 1.0], k)
         insts.append((tg, rng.uniform(0, 1, (k, n)) * rng.uniform(-1, 1, (k, n))))
+    preds: list[float] = []
     for m in range(2, m_max + 1):
         pred = []
         for w, (tg, vals) in zip(ws, insts):
             sel = _pensia_select(vals, tg, m=m)
-            err = np.abs((vals * sel).sum(1) - tg)
+            r = (vals * sel).sum(1) - tg
             d_out, d_in = w.shape
-            pred.append(err.mean() * math.sqrt(2 * d_out * d_in)
-                        + err.std() * (math.sqrt(d_out) + math.sqrt(2 * d_in)))
-        if propagate_bound(wn, pred, radius)[-1] * margin <= eps:
-            return m
-    return m_max
+            pred.append(abs(r.mean()) * math.sqrt(2 * d_out * d_in)
+                        + r.std() * (math.sqrt(d_out) + math.sqrt(2 * d_in)))
+        preds.append(propagate_bound(wn, pred, radius)[-1])
+        if preds[-1] * margin <= eps:
+            return m, preds
+    return m_max, preds
 
 
 def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, radius: float = 1.0,
                      delta: float = 0.05, seed: int | None = 0, max_attempts: int = 5,
                      n: int | None = None, solver: str = "batched", max_work: int = PENSIA_MAX_WORK,
-                     workers: int = 1) -> Ticket:
+                     candidates: int | None = None, dtype: torch.dtype = torch.float32) -> Ticket:
     """Build a random network and a mask whose subnetwork is within ``eps`` (Euclidean norm of the output
     error) of ``target`` on ``{||x||_2 <= radius}``, with an analytic certificate.
 
@@ -334,17 +378,25 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
     needed, see :func:`measured_width`). Raises :class:`InvalidParameterError` if ``max_attempts`` draws all
     fail.
 
-    Pensia only: ``solver`` -- ``"batched"`` (every weight of a layer in one vectorised meet-in-the-middle,
-    :func:`subset_sum_exact_batched`) or ``"per_weight"`` (:func:`subset_sum_exact` per weight, the
-    reference route; same optimum). The random network always has the formula's (or the given) width ``n``.
-    If the exact subset sum over all ``n`` candidates exceeds ``max_work`` (:func:`pensia_work`; e.g.
-    LeNet-300-100 at ``eps = 0.01``: ``n = 41``, ``2^{20.5}`` sums per weight), each weight's subset sum is
-    solved exactly over ``m < n`` of its candidates (:func:`_candidate_positions`; ``width_mode =
-    "bounded"``, ``Ticket.candidates = m``): any subset of the candidates is a valid subnetwork, and the
-    certificate is computed from the achieved errors of the actual draw, so a bounded ticket is certified
-    exactly like an exact one. ``m`` starts at the pilot's prediction (:func:`_pilot_candidates`) and grows
-    by one per failed draw, up to the largest ``m`` within ``max_work``. ``workers``: threads of the batched
-    solver.
+    ``dtype``: storage of the random network (default float32: half the memory of float64).  The random
+    weights are drawn *as* ``dtype`` numbers, and the certificate is computed in float64 from exactly those
+    stored values (products of two float32 numbers are exact in float64; the remaining float64 roundings are
+    bounded and added, see :func:`_pair_certificate`), so it bounds the error of the stored network evaluated
+    in exact arithmetic -- what :func:`ticket_error` measures in float64.  A float32 forward pass adds its
+    own rounding (relative ~1e-7 of the activations), which is not part of the certificate.
+
+    Pensia only -- route and candidate count: the random network always has the formula's (or the given)
+    width ``n``, but each weight's subset sum is solved exactly over ``m <= n`` of its ``n`` candidates
+    (:func:`_candidate_positions`; any subset of the candidates is a valid subnetwork and the certificate is
+    computed from the achieved errors).  ``m`` comes from a cheap pilot (:func:`_pilot_candidates`): the
+    smallest ``m`` whose predicted certificate is ``<= eps / 1.25``, so the certificate lands near ``eps``
+    instead of orders of magnitude below it at exponential extra cost.  ``width_mode`` is ``"exact"`` when
+    ``m = n`` (all candidates) and ``"bounded"`` otherwise.  If the certificate of the actual draw exceeds
+    ``eps``, the subset sums of the *same* draw are re-solved with ``m + 1``, up to the largest ``m`` within
+    ``max_work`` (:func:`pensia_work`) and 40; only then is a fresh network drawn.  ``candidates``: fix
+    ``m`` instead of the pilot (``candidates >= n``: the exact route).  ``solver``: ``"batched"`` (every
+    weight of a layer in one vectorised meet-in-the-middle, :func:`subset_sum_exact_batched`) or
+    ``"per_weight"`` (:func:`subset_sum_exact` per weight, the reference route; same optimum).
     """
     if method not in _METHODS:
         raise InvalidParameterError(f"method must be one of {_METHODS}; got {method!r}")
@@ -353,9 +405,10 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
     radius = check_positive("radius", radius)
     max_attempts = check_positive_int("max_attempts", max_attempts)
     max_work = check_positive_int("max_work", max_work)
-    workers = check_positive_int("workers", workers)
     if solver not in ("batched", "per_weight"):
         raise InvalidParameterError(f"solver must be 'batched' or 'per_weight'; got {solver!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise InvalidParameterError(f"dtype must be torch.float32 or torch.float64; got {dtype!r}")
     t0 = time.perf_counter()
     ws = target_weights(target)
     eps_w = per_weight_tolerance(ws, eps, radius)
@@ -368,52 +421,71 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
     else:
         n = check_positive_int("n", n)
         formula = "given"
-    m, m_max, mode = n, n, "exact"
-    if method == "pensia" and (n > MAX_EXACT_N or pensia_work(ws, n) > max_work):
-        m_max = min(n - 1, MAX_EXACT_N)
+    m = m_max = n
+    if method == "pensia":
+        m_max = min(n, MAX_EXACT_N)
         while m_max > 2 and pensia_work(ws, m_max) > max_work:
             m_max -= 1
-        m = _pilot_candidates(ws, n=n, eps=eps, radius=radius, m_max=m_max, seed=seed)
-        mode = "bounded"
-    ns = [n] * len(ws)
+        if candidates is not None:
+            m = min(check_positive_int("candidates", candidates), n)
+            if m > m_max:
+                raise InvalidParameterError(
+                    f"candidates={candidates}: the exact subset sum over {m} candidates exceeds max_work or the "
+                    f"solver's limit of {MAX_EXACT_N}; at most {m_max} here")
+        else:
+            m, _ = _pilot_candidates(ws, n=n, eps=eps, radius=radius, m_max=m_max, seed=seed)
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    wn = [float(torch.linalg.matrix_norm(w, ord=2)) * (1 + 1e-12) for w in ws]
+    cert, m_first = math.inf, m
     for attempt in range(1, max_attempts + 1):  # noqa: B007
-        module, max_err, n_random = _build_once(method, ws, ns, g, alpha=eps_w, m=m, solver=solver,
-                                                workers=workers)
-        tl = Network.from_module(module).layers
-        d_norms, w_norms = [], []
-        for i, w in enumerate(ws):
-            u_i, v_i = tl[2 * i].weight_matrix().detach(), tl[2 * i + 1].weight_matrix().detach()
-            d = pair_error_matrices(u_i, v_i, w)
-            d_norms.append(float(torch.linalg.matrix_norm(d, ord=2)))
-            w_norms.append(float(torch.linalg.matrix_norm(w, ord=2)))
-        cert = propagate_bound(w_norms, d_norms, radius)[-1]
+        pairs = [_draw_pair(method, w, n, g, eps_w, dtype) for w in ws]
+        m = m_first
+        while True:
+            sels, d_norms, max_err = [], [], 0.0
+            for pair, w in zip(pairs, ws):
+                sel = _select(method, pair.vals, pair.tg, m=m, solver=solver)
+                dn, me = _pair_certificate(pair, sel, w)
+                sels.append(sel)
+                d_norms.append(dn)
+                max_err = max(max_err, me)
+            cert = propagate_bound(wn, d_norms, radius)[-1] * (1 + 1e-12)
+            if cert <= eps or method != "pensia" or m >= m_max:
+                break
+            m += 1  # same draw, one more candidate per subset sum
         if cert <= eps:
             break
-        if mode == "bounded":
-            if m >= m_max:
-                break
-            m += 1
-            del module, tl
+        pairs = []  # release the failed draw before the next one
     if cert > eps:
         raise InvalidParameterError(
             f"{method} construction did not reach eps={eps} in {attempt} draws (last certificate {cert:.4g}, "
             f"n={n} per sign, subset sums over m={m} candidates)"
         )
+    layers: list[nn.Module] = []
+    n_random = n_kept = 0
+    for i, (pair, sel) in enumerate(zip(pairs, sels)):
+        mods, cnt, kept = _pair_modules(pair, sel, last=i == len(ws) - 1)
+        layers += mods
+        n_random += cnt
+        n_kept += kept
+        pair.vals = pair.tg = None  # free the float64 instances as soon as the layer is built
+    del pairs, sels
+    module = nn.Sequential(*layers)
+    ns = [n] * len(ws)
     widths = (ws[0].shape[1],) + tuple(w.shape[0] for w in ws)
+    mode = ("exact" if m >= n else "bounded") if method == "pensia" else "formula"
     return Ticket(module, method, eps, delta, radius, widths, tuple(ns),
                   tuple(2 * ns[i] * ws[i].shape[1] for i in range(len(ws))), eps_w, max_err, cert, n_random,
-                  count_nonzero(module), formula, attempt, seed, time.perf_counter() - t0, n_theory,
-                  mode if method == "pensia" else "formula", m if method == "pensia" else 0,
-                  solver if method == "pensia" else "")
+                  n_kept, formula, attempt, seed, time.perf_counter() - t0, n_theory,
+                  mode, m if method == "pensia" else 0, solver if method == "pensia" else "")
 
 
 def ticket_error(target: nn.Module | Network, ticket: Ticket | nn.Module, radius: float | None = None, *,
-                 n_samples: int = 100_000, seed: int | None = 0, n_dense: int = 256) -> ApproximationError:
+                 n_samples: int = 100_000, seed: int | None = 0, n_dense: int = 16) -> ApproximationError:
     """:func:`~prunebound.subnet_search.certify.approximation_error` for large tickets: the same analytic
     certificate and the same sample points (:func:`sample_ball`), but the empirical error is evaluated
     through the *collapsed* pairs ``g_i(x) = P_i x^+ + N_i x^-`` (``P_i = V_i U_i^+``, ``N_i = V_i
-    (-U_i)^+``, exact when each hidden neuron of ``U_i`` sees one input), which costs as much as the target.
+    (-U_i)^+``, exact when each hidden neuron of ``U_i`` sees one input; built in ``O(d_i h_i)`` by
+    :func:`~prunebound.subnet_search.certify.collapsed_pair`), which costs as much as the target.
     The collapsed forward is first checked against the dense masked forward of the ticket on the first
     ``n_dense`` sample points (relative ``1e-9``); a mismatch raises. Equal to ``approximation_error``
     (to rounding) on tickets small enough for both.
@@ -432,10 +504,14 @@ def ticket_error(target: nn.Module | Network, ticket: Ticket | nn.Module, radius
         raise InvalidParameterError(f"ticket has {len(tl)} weighted layers; expected {2 * len(ws)}")
     pos, neg, d_norms, w_norms = [], [], [], []
     for i, w in enumerate(ws):
-        u = tl[2 * i].weight_matrix().detach().to(torch.float64)
-        v = tl[2 * i + 1].weight_matrix().detach().to(torch.float64)
-        d = pair_error_matrices(u, v, w)  # also checks one input per hidden neuron
-        p_i, n_i = v @ u.clamp(min=0), v @ (-u).clamp(min=0)
+        u = tl[2 * i].weight_matrix().detach()
+        v = tl[2 * i + 1].weight_matrix().detach()
+        if u.shape[1] != w.shape[1] or v.shape[0] != w.shape[0]:
+            raise InvalidParameterError(
+                f"ticket pair {i} maps {u.shape[1]} -> {v.shape[0]}; the target layer maps {w.shape[1]} -> "
+                f"{w.shape[0]}")
+        p_i, n_i = collapsed_pair(u, v)  # also checks one input per hidden neuron
+        d = torch.cat([p_i - w, n_i + w], dim=1)
         pos.append(p_i)
         neg.append(n_i)
         d_norms.append(float(torch.linalg.matrix_norm(d, ord=2)))

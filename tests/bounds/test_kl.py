@@ -1,6 +1,7 @@
 """kl and its inverses: checked against scipy brentq, edge cases, torch gradients, properties."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -81,6 +82,7 @@ def test_lower_matches_brentq_on_1e4_cases():
 
 def test_edges():
     assert kl_inverse_upper(0.0, 2.0) == pytest.approx(1 - math.exp(-2.0), abs=1e-15)
+    assert kl_inverse_upper(0.0, 2.0) >= -math.expm1(-2.0)
     assert kl_inverse_upper(0.3, 0.0) == 0.3
     assert kl_inverse_upper(0.3, math.inf) == 1.0
     assert kl_inverse_upper(1.0, 0.5) == 1.0
@@ -197,3 +199,108 @@ def test_inverse_identity(q, c):
     pl = kl_inverse_lower(q, c)
     if pl > 1e-9:
         assert float(kl_bernoulli(q, pl)) == pytest.approx(c, rel=1e-7, abs=1e-12)
+
+
+# ------------------------------------------------------------------ outward rounding vs a 50-digit reference
+mpmath = pytest.importorskip("mpmath")
+N_MP = 2000 if os.environ.get("PRUNEBOUND_FULL") else 200  # cases per branch (full size under `make verify`)
+
+
+def _mp_kl(q, p):
+    """kl at the working precision; log1p keeps 1 - q and 1 - p exact for tiny q, p."""
+    q, p = mpmath.mpf(q), mpmath.mpf(p)
+    out = mpmath.mpf(0)
+    if q > 0:
+        out += q * mpmath.log(q / p)
+    if q < 1:
+        out += (1 - q) * (mpmath.log1p(-q) - mpmath.log1p(-p))
+    return out
+
+
+def _mp_root(q: float, c: float, upper: bool):
+    """Exact root of kl(q||p) = c on the requested branch, by bisection in log(|p - q|) at 50+ digits."""
+    with mpmath.workdps(60):
+        q, c = mpmath.mpf(q), mpmath.mpf(c)
+        if c == 0:
+            return q
+        if upper and q == 1 or not upper and q == 0:
+            return q
+        if upper and q == 0:
+            return -mpmath.expm1(-c)
+        if not upper and q == 1:
+            return mpmath.exp(-c)
+        s, edge = (1, 1 - q) if upper else (-1, q)
+        lo, hi = mpmath.mpf(-1600), mpmath.log(edge)
+        if _mp_kl(q, q + s * edge * (1 - mpmath.mpf(10) ** -40)) <= c:
+            return q + s * edge
+        for _ in range(190):  # bracket width 1600 / 2^190: far below 1e-50 relative
+            mid = (lo + hi) / 2
+            if _mp_kl(q, q + s * mpmath.exp(mid)) <= c:
+                lo = mid
+            else:
+                hi = mid
+        return q + s * mpmath.exp(hi)
+
+
+def _wide_cases(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    q = rng.uniform(0, 1, n)
+    k = n // 10
+    q[:k] = 0.0
+    q[k : 2 * k] = 1.0
+    q[2 * k : 3 * k] = 10 ** rng.uniform(-12, -1, k)
+    q[3 * k : 4 * k] = 1 - 10 ** rng.uniform(-12, -1, k)
+    c = 10 ** rng.uniform(-300, 3, n)
+    c[4 * k : 6 * k] = 10 ** rng.uniform(-10, -6, 2 * k)  # around c = 1e-8, where the old solver was optimistic
+    return q, c
+
+
+@pytest.mark.parametrize("upper", [True, False])
+def test_inverse_rounds_outward_against_mpmath(upper):
+    q, c = _wide_cases(N_MP, 11 if upper else 12)
+    p = (kl_inverse_upper if upper else kl_inverse_lower)(q, c)
+    wrong, worst = [], 0.0
+    for a, b, x in zip(q, c, p):
+        ref = _mp_root(float(a), float(b), upper)
+        err = mpmath.mpf(float(x)) - ref
+        if (err < 0) if upper else (err > 0):
+            wrong.append((a, b, x))
+        worst = max(worst, float(abs(err)))
+    assert not wrong, f"{len(wrong)} inverses on the optimistic side, e.g. {wrong[:3]}"
+    assert worst < 2e-13  # outward, but not loose
+
+
+def test_bounds_that_are_roots_round_outward():
+    from prunebound.bounds.pac_bayes import kl_bound, occam_bound, sample_convergence_bound
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        emp = float(rng.choice([0.0, rng.uniform(0, 1e-6), rng.uniform(0, 0.5)]))
+        n = int(10 ** rng.uniform(2, 9))
+        kl = float(10 ** rng.uniform(-3, 4))
+        bits = float(10 ** rng.uniform(0, 7))
+        t1 = kl_bound(emp, kl, n, delta=0.05)
+        t2 = occam_bound(emp, bits, n, delta=0.05)
+        t3 = sample_convergence_bound(emp, n, delta=0.01)
+        for terms in (t1, t2, t3):
+            budget = {id(t1): (kl + math.log(2 * math.sqrt(n) / 0.05)) / n,
+                      id(t2): (bits * math.log(2) + math.log(1 / 0.05)) / n,
+                      id(t3): math.log(1 / 0.01) / n}[id(terms)]
+            assert mpmath.mpf(terms.value) >= _mp_root(emp, budget, True)
+
+
+def test_kl_accurate_relative_error_below_margin():
+    from prunebound.bounds.kl import _KL_REL, _kl_accurate
+
+    rng = np.random.default_rng(9)
+    q = np.concatenate([rng.uniform(0, 1, 300), 10 ** rng.uniform(-200, -1, 100), [0.0] * 20])
+    p = np.where(rng.uniform(size=q.size) < 0.5, q + (1 - q) * 10 ** rng.uniform(-17, 0, q.size),
+                 q * (1 - 10 ** rng.uniform(-17, 0, q.size)))
+    k = _kl_accurate(q, p)
+    worst = 0.0
+    for a, b, v in zip(q, p, k):
+        with mpmath.workdps(60):
+            ref = _mp_kl(mpmath.mpf(float(a)), mpmath.mpf(float(b)))
+            if ref > 0:
+                worst = max(worst, float(abs(mpmath.mpf(float(v)) - ref) / ref))
+    assert worst < _KL_REL / 4

@@ -129,7 +129,7 @@ def test_batched_solver_equals_per_row_exact(n, n_use):
     rng = np.random.default_rng(n)
     vals = rng.uniform(0, 1, (150, n)) * rng.uniform(-1, 1, (150, n))
     tg = rng.uniform(-0.5, 0.5, 150)
-    r = subset_sum_exact_batched(vals, tg, n_use=n_use, chunk=2048, workers=2)
+    r = subset_sum_exact_batched(vals, tg, n_use=n_use, chunk=2048)
     m = n if n_use is None else n_use
     assert not r.masks[:, m:].any()
     np.testing.assert_allclose(r.sums, np.where(r.masks, vals, 0).sum(1), atol=1e-15)
@@ -206,14 +206,75 @@ def test_bounded_ticket_certified_on_ball(small_bounded):
     assert fe.empirical == pytest.approx(ae.empirical, rel=1e-9)
 
 
-def test_bounded_needs_fewer_candidates_than_exact_width():
+def test_pilot_route_vs_exact_route():
     t = mlp(6, [10], 4, bias=False, seed=0)
     ws = target_weights(t)
     tk = construct_ticket(t, method="pensia", eps=0.05, seed=1)
-    assert tk.width_mode == "exact" and tk.candidates == tk.n_per_sign[0] == tk.n_theory
-    assert pensia_work(ws, 12) < pensia_work(ws, tk.n_theory)
+    assert tk.width_mode == "bounded" and tk.candidates < tk.n_per_sign[0] == tk.n_theory
+    ex = construct_ticket(t, method="pensia", eps=0.05, seed=1, candidates=tk.n_theory)
+    assert ex.width_mode == "exact" and ex.candidates == ex.n_theory
+    # same width, same draw: the exact route only certifies a (much) smaller error, at exponential cost
+    assert ex.random_params == tk.random_params
+    assert ex.certified_error < tk.certified_error <= 0.05
+    assert pensia_work(ws, tk.candidates) < pensia_work(ws, tk.n_theory)
     with pytest.raises(InvalidParameterError):  # too small a budget cannot certify eps
         construct_ticket(t, method="pensia", eps=0.005, seed=1, max_work=pensia_work(ws, 4), max_attempts=2)
+    with pytest.raises(InvalidParameterError):  # more candidates than the budget allows
+        construct_ticket(t, method="pensia", eps=0.05, seed=1, candidates=12, max_work=pensia_work(ws, 8))
+
+
+@pytest.mark.parametrize("arch,eps,seed", [((6, [10], 4), 0.05, 0), ((8, [12, 12], 3), 0.01, 1),
+                                           ((20, [50], 10), 0.01, 2), ((5, [7], 2), 0.1, 3)])
+def test_pilot_certificate_near_eps_and_sound(arch, eps, seed):
+    """The pilot's candidate count puts the certificate below eps but not absurdly far below it, and the
+    certificate dominates the empirical sup error (float64 evaluation of the float32 network)."""
+    t = mlp(arch[0], arch[1], arch[2], bias=False, seed=seed)
+    tk = construct_ticket(t, method="pensia", eps=eps, seed=seed)
+    assert eps / 1000 <= tk.certified_error <= eps
+    ae = ticket_error(t, tk, n_samples=20_000, seed=seed)
+    assert 0 < ae.empirical <= ae.analytic
+    assert ae.analytic == pytest.approx(tk.certified_error, rel=1e-9)
+    assert next(tk.module.parameters()).dtype == torch.float32
+
+
+def test_same_draw_is_resolved_with_more_candidates():
+    """A too-small candidate count fails the certificate; the construction re-solves the subset sums of the
+    same random network with more candidates instead of drawing a new one."""
+    t = mlp(6, [10], 4, bias=False, seed=0)
+    tk = construct_ticket(t, method="pensia", eps=0.05, seed=1, candidates=3)
+    assert tk.attempts == 1 and tk.candidates > 3 and tk.certified_error <= 0.05
+    ref = construct_ticket(t, method="pensia", eps=0.05, seed=1, candidates=tk.candidates)
+    for a, b in zip(Network.from_module(tk.module).layers, Network.from_module(ref.module).layers):
+        assert torch.equal(a.weight, b.weight)
+
+
+def test_float64_storage_matches_float32_certificate_kind():
+    t = mlp(6, [10], 4, bias=False, seed=0)
+    tk = construct_ticket(t, method="pensia", eps=0.05, seed=1, dtype=torch.float64)
+    assert next(tk.module.parameters()).dtype == torch.float64
+    ae = approximation_error(t, tk, n_samples=20_000, seed=0)
+    assert ae.empirical <= ae.analytic <= 0.05
+    with pytest.raises(InvalidParameterError):
+        construct_ticket(t, method="pensia", eps=0.05, dtype=torch.float16)
+
+
+def test_collapsed_pair_equals_dense_product():
+    from prunebound.subnet_search.certify import collapsed_pair
+
+    g = torch.Generator().manual_seed(0)
+    h, d_in, d_out = 40, 7, 5
+    u = torch.zeros(h, d_in)
+    k = torch.randint(0, d_in, (h,), generator=g)
+    u[torch.arange(h), k] = torch.randn(h, generator=g)
+    u[3] = 0.0  # a neuron without input
+    v = torch.randn(d_out, h, generator=g)
+    p, n_ = collapsed_pair(u, v)
+    u64, v64 = u.double(), v.double()
+    torch.testing.assert_close(p, v64 @ u64.clamp(min=0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(n_, v64 @ (-u64).clamp(min=0), rtol=1e-12, atol=1e-12)
+    u[0, :2] = 1.0
+    with pytest.raises(UnsupportedLayerError, match="neuron 0"):
+        collapsed_pair(u, v)
 
 
 def test_ticket_error_detects_a_broken_ticket(small_bounded):
