@@ -27,17 +27,20 @@ and a row whose ``m`` reaches its number of candidate edges is kept dense (exact
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from prunebound.coresets.guarantee import Guarantee
+from prunebound.coresets.keep_ratio import RowKeep
 from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import corenet_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import edge_sensitivity
-from prunebound.errors import DataError, check_positive
+from prunebound.errors import DataError, check_positive, check_probability
+from prunebound.network import Network, clone
 
-__all__ = ["corenet", "sparsify_layer", "corenet_constants", "delta_hat"]
+__all__ = ["corenet", "corenet_plan", "CoreNetPlan", "sparsify_layer", "corenet_constants", "delta_hat"]
 
 
 def corenet_constants(widths: list[int], delta: float) -> dict[str, float]:
@@ -66,22 +69,23 @@ def delta_hat(weight: torch.Tensor, inputs: torch.Tensor) -> float:
 
 
 def sparsify_layer(weight: torch.Tensor, inputs: torch.Tensor, *, eps: float, delta: float, eta: int,
-                   K: float, generator: torch.Generator, m_scale: float = 1.0
+                   K: float, generator: torch.Generator, m_scale: float = 1.0, s: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """SPARSIFY every neuron of one layer (positive and negative edges separately), all rows at once.
 
     Returns ``(new_weight, mask, m, S)`` where ``m`` and ``S`` are ``(2, fan_out)`` (row 0: ``W+``, row 1:
     ``W-``). ``m_scale`` multiplies the theorem's sample size (1 = the theorem; tests use < 1 to show that
-    too few samples break the guarantee).
+    too few samples break the guarantee). ``s`` are precomputed sensitivities of ``(weight, inputs)``.
     """
     w = weight.detach()
-    s = edge_sensitivity(w, inputs)
-    pos, neg = w > 0, w < 0
-    s2 = torch.cat([s * pos, s * neg])
+    if s is None:
+        s = edge_sensitivity(w, inputs)
+    s2 = _split_rows(s, w)
     tot = s2.double().sum(1)
     m = corenet_sample_size(tot, eps=eps, delta=delta, eta=eta, K=K)
     if m_scale != 1.0:
         m = torch.ceil(m.double() * m_scale).to(torch.int64)
+    pos, neg = w > 0, w < 0
     w2 = torch.cat([w * pos, w * neg])
     new2, mask2 = sparsify_rows(w2, s2, m, generator)
     out = w.shape[0]
@@ -89,18 +93,54 @@ def sparsify_layer(weight: torch.Tensor, inputs: torch.Tensor, *, eps: float, de
     return new2[:out] + new2[out:], mask, m.reshape(2, out), tot.reshape(2, out)
 
 
-def corenet(module: nn.Module, data, *, eps: float, delta: float = 0.1,
-            seed: int | torch.Generator | None = 0,
-            K: float | None = None, n_points: int | None = None, use_kappa: bool = True,
-            propagate: bool = True, _allow_large_eps: bool = False) -> tuple[nn.Module, Guarantee]:
-    """Prune a copy of ``module`` with CoreNet at relative error ``eps`` and failure probability ``delta``.
+def _split_rows(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Rows ``W+_i`` then ``W-_i``: sensitivities masked to each sign group, ``(2 fan_out, fan_in)``."""
+    return torch.cat([s * (w > 0), s * (w < 0)])
 
-    ``propagate=False`` drops the error-propagation factor ``Delta_{l->}`` from ``eps_l`` (every layer gets
-    ``eps'``): a practical variant whose per-layer statement holds but whose end-to-end guarantee does not.
-    """
-    if _allow_large_eps:
-        check_positive("eps", eps)
-    net, x, before = prepare(module, data, eps=None if _allow_large_eps else eps, delta=delta)
+
+@dataclass
+class CoreNetPlan:
+    """Everything of a CoreNet run that does not depend on ``eps`` (computed once per keep-ratio search)."""
+
+    net: Network
+    x: torch.Tensor
+    S: torch.Tensor
+    gen_state: torch.Tensor
+    before: int
+    constants: dict
+    K: float
+    deltas: list
+    delta: float
+    dense_input: list  # layer has signed inputs on S (kept dense)
+    inputs: list  # each layer's inputs on S in the dense network
+    sens: list  # dense-network sensitivities per layer (None where dense)
+    keep: list  # RowKeep per layer (None where dense)
+    nnz: list
+    propagate: bool
+
+    def layer_eps(self, eps: float) -> list[float]:
+        L = len(self.net.layers)
+        eps_prime = eps / (2.0 * max(L - 1, 1))
+        return [eps_prime / math.prod(self.deltas[i:]) if self.propagate else eps_prime for i in range(L)]
+
+    def kept_fraction(self, eps: float) -> float:
+        """Expected kept fraction of non-zero weights at ``eps`` (on the dense network's sensitivities)."""
+        kept = 0.0
+        for i, e in enumerate(self.layer_eps(eps)):
+            if self.keep[i] is None:
+                kept += self.nnz[i]
+                continue
+            m = corenet_sample_size(self.keep[i].tot, eps=e, delta=self.delta, eta=self.constants["eta"],
+                                    K=self.K)
+            kept += self.keep[i].expected_total(m)
+        return kept / self.before
+
+
+def corenet_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+                 K: float | None = None, n_points: int | None = None, use_kappa: bool = True,
+                 propagate: bool = True) -> CoreNetPlan:
+    """Validate, draw the sensitivity batch S and compute every ``eps``-independent quantity of CoreNet."""
+    net, x, before = prepare(module, data, eps=None, delta=delta)
     if x is None:
         raise DataError("CoreNet is data-dependent: pass data (a Dataset or input tensor)")
     require_linear(net, "CoreNet")
@@ -109,28 +149,75 @@ def corenet(module: nn.Module, data, *, eps: float, delta: float = 0.1,
     K = c["K"] if K is None else check_positive("K", K)
     g = make_generator(seed)
     S = sensitivity_batch(x, n_points or c["n_points"], g)
-    L = len(net.layers)
     tr = net.trace(S)
     kappa = c["kappa"] if use_kappa else 0.0
     deltas = [delta_hat(ly.weight_matrix(), tr.inputs[i]) + kappa for i, ly in enumerate(net.layers)]
-    eps_prime = eps / (2.0 * max(L - 1, 1))
-    eps_l, m_l, s_l, dense = [], [], [], []
+    dense, sens, keep, nnz = [], [], [], []
     for i, ly in enumerate(net.layers):
-        a = net.trace(S).inputs[i]
-        if bool((a < 0).any()):
+        a = tr.inputs[i]
+        w = ly.weight_matrix().detach()
+        nnz.append(int((w != 0).sum()))
+        signed = bool((a < 0).any())
+        dense.append(signed)
+        if signed:
+            sens.append(None)
+            keep.append(None)
+            continue
+        s = edge_sensitivity(w, a)
+        sens.append(s)
+        keep.append(RowKeep(_split_rows(s, w)))
+    return CoreNetPlan(net=net, x=x, S=S, gen_state=g.get_state(), before=before, constants=c, K=K,
+                       deltas=deltas, delta=delta, dense_input=dense, inputs=list(tr.inputs), sens=sens, keep=keep, nnz=nnz,
+                       propagate=propagate)
+
+
+def corenet(module: nn.Module, data, *, eps: float, delta: float = 0.1,
+            seed: int | torch.Generator | None = 0,
+            K: float | None = None, n_points: int | None = None, use_kappa: bool = True,
+            propagate: bool = True, _allow_large_eps: bool = False, _plan: CoreNetPlan | None = None
+            ) -> tuple[nn.Module, Guarantee]:
+    """Prune a copy of ``module`` with CoreNet at relative error ``eps`` and failure probability ``delta``.
+
+    ``propagate=False`` drops the error-propagation factor ``Delta_{l->}`` from ``eps_l`` (every layer gets
+    ``eps'``): a practical variant whose per-layer statement holds but whose end-to-end guarantee does not.
+    """
+    if _allow_large_eps:
+        check_positive("eps", eps)
+    else:
+        check_probability("eps", eps)
+    plan = _plan or corenet_plan(module, data, delta=delta, seed=seed, K=K, n_points=n_points,
+                                 use_kappa=use_kappa, propagate=propagate)
+    return _apply(plan, eps)
+
+
+def _apply(plan: CoreNetPlan, eps: float) -> tuple[nn.Module, Guarantee]:
+    """One CoreNet pass at ``eps`` on a fresh copy; layers from the input forward (later layers see the
+    sparsified earlier ones; cached sensitivities are used while every earlier layer is unchanged)."""
+    net = Network.from_module(clone(plan.net.module))
+    g = torch.Generator()
+    g.set_state(plan.gen_state)
+    c, S, L = plan.constants, plan.S, len(net.layers)
+    eps_all = plan.layer_eps(eps)
+    eps_l, m_l, s_l, dense = [], [], [], []
+    changed = False
+    for i, ly in enumerate(net.layers):
+        if plan.dense_input[i]:
             eps_l.append(0.0)
             m_l.append(0)
             s_l.append(0.0)
             dense.append(ly.path)
             continue
-        e = eps_prime / math.prod(deltas[i:]) if propagate else eps_prime
-        new_w, mask, m, tot = sparsify_layer(ly.weight_matrix(), a, eps=e, delta=delta, eta=c["eta"], K=K,
-                                             generator=g)
+        a = net.trace(S).inputs[i] if changed else plan.inputs[i]
+        s = None if changed else plan.sens[i]
+        new_w, mask, m, tot = sparsify_layer(ly.weight_matrix(), a, eps=eps_all[i], delta=plan.delta,
+                                             eta=c["eta"], K=plan.K, generator=g, s=s)
         set_layer(net, i, new_w, mask)
-        eps_l.append(e)
+        changed = True
+        eps_l.append(eps_all[i])
         m_l.append(int(m.sum()))
         s_l.append(float(tot.sum()))
-    return finish(net, before, method="corenet", eps=eps, delta=delta, eps_l=eps_l,
-                  delta_l=[delta / c["eta"]] * L, m_l=m_l, s_l=s_l, guaranteed=propagate,
-                  extra={**c, "K": K, "Delta_hat": deltas, "eps_prime": eps_prime, "dense_layers": dense,
-                         "n_points_used": int(S.shape[0])})
+    eps_prime = eps / (2.0 * max(L - 1, 1))
+    return finish(net, plan.before, method="corenet", eps=eps, delta=plan.delta, eps_l=eps_l,
+                  delta_l=[plan.delta / c["eta"]] * L, m_l=m_l, s_l=s_l, guaranteed=plan.propagate,
+                  extra={**c, "K": plan.K, "Delta_hat": plan.deltas, "eps_prime": eps_prime,
+                         "dense_layers": dense, "n_points_used": int(S.shape[0])})

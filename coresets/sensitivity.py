@@ -1,8 +1,8 @@
 """Sensitivities: how much one edge, neuron or filter can contribute to a unit's pre-activation.
 
-All functions are vectorised over weights and neurons; the only Python loop runs over *data points* (one
-``fan_out x fan_in`` outer product per point into a reused buffer), so time grows linearly with the parameter
-count and memory stays at two weight-sized buffers.
+All functions are vectorised over weights and neurons; the only Python loops run over cache-sized blocks of
+rows and chunks of data points, so time grows linearly with the parameter count and memory stays at two
+weight-sized buffers.
 
 * :func:`edge_sensitivity` -- CoreNet's empirical sensitivity (Baykal et al., ICLR 2019, Algorithm 2
   "SPARSIFY", line 2): for neuron ``i``, the positive-weight edges ``W+_i = {j : w_ij > 0}`` and the
@@ -65,20 +65,29 @@ def _check_inputs(weight: torch.Tensor, inputs: torch.Tensor) -> None:
         raise DataError("weight or inputs contain NaN/inf")
 
 
+_BLOCK_ELEMS = 2**15  # weights per row block (fits in L1/L2 with the per-chunk temporary)
+
+
 def _max_ratio(w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """``max_x w_ij a_j(x) / sum_k w_ik a_k(x)`` for non-negative ``w`` (out, in) and ``a`` (S, in).
 
     Uses ``max_x w_ij a_j(x) / d_i(x) = w_ij * max_x a_j(x) / d_i(x)``; a zero denominator contributes 0.
+    Cache-blocked: rows in blocks of ``~2^15 / fan_in``, points in chunks of 8 (a ``(8, rows, fan_in)``
+    temporary reduced by ``amax``), so the running maximum stays in cache.
     """
     denom = a @ w.T  # (S, out)
     tiny = torch.finfo(denom.dtype).tiny
     inv = torch.where(denom > 0, 1.0 / denom.clamp_min(tiny), torch.zeros_like(denom))
+    out, n = w.shape
+    rows = max(1, _BLOCK_ELEMS // max(n, 1))
+    chunk = 8
     best = torch.zeros_like(w)
-    tmp = torch.empty_like(w)
-    # one (out, in) outer product per point into a reused buffer: cache-friendly, no large temporaries
-    for x in range(a.shape[0]):
-        torch.mul(inv[x][:, None], a[x][None, :], out=tmp)
-        torch.maximum(best, tmp, out=best)
+    for r0 in range(0, out, rows):
+        b = best[r0 : r0 + rows]
+        ib = inv[:, r0 : r0 + rows]
+        for c0 in range(0, a.shape[0], chunk):
+            t = (ib[c0 : c0 + chunk, :, None] * a[c0 : c0 + chunk, None, :]).amax(0)
+            torch.maximum(b, t, out=b)
     return best * w
 
 

@@ -19,16 +19,20 @@ on ``eps`` (:func:`prunebound.coresets.prune`). Layers are processed from the in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from prunebound.coresets.guarantee import Guarantee
+from prunebound.coresets.keep_ratio import RowKeep
 from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import bernstein_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import abs_edge_sensitivity
-from prunebound.errors import DataError, InvalidParameterError, check_positive
+from prunebound.errors import DataError, InvalidParameterError, check_positive, check_probability
+from prunebound.network import Network, clone
 
-__all__ = ["sipp"]
+__all__ = ["sipp", "sipp_plan", "SiPPPlan"]
 
 
 def _topk_rows(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -39,29 +43,69 @@ def _topk_rows(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return ((rank < m[:, None]) & (s > 0)).to(s.dtype)
 
 
-def sipp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int | torch.Generator | None = 0,
-         variant: str = "rand", K: float = 3.0, n_points: int = 128, _allow_large_eps: bool = False
-         ) -> tuple[nn.Module, Guarantee]:
-    """Prune a copy of ``module`` with SiPP (``variant`` ``"rand"`` or ``"det"``)."""
+@dataclass
+class SiPPPlan:
+    """Everything of a SiPP run that does not depend on ``eps`` (computed once per keep-ratio search)."""
+
+    net: Network
+    S: torch.Tensor
+    gen_state: torch.Tensor
+    before: int
+    eta: int
+    K: float
+    delta: float
+    variant: str
+    sens: list
+    keep: list
+
+    def kept_fraction(self, eps: float) -> float:
+        kept = 0.0
+        for rk in self.keep:
+            m = bernstein_sample_size(rk.tot, eps=eps, delta=self.delta, eta=self.eta, K=self.K)
+            kept += rk.expected_total(m) if self.variant == "rand" else float(torch.minimum(m, rk.nnz).sum())
+        return kept / self.before
+
+
+def sipp_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+              variant: str = "rand", K: float = 3.0, n_points: int = 128) -> SiPPPlan:
+    """Validate, draw S and compute the dense network's sensitivities (everything independent of ``eps``)."""
     if variant not in ("rand", "det"):
         raise InvalidParameterError(f"variant must be 'rand' or 'det'; got {variant!r}")
-    if _allow_large_eps:
-        check_positive("eps", eps)
-    net, x, before = prepare(module, data, eps=None if _allow_large_eps else eps, delta=delta)
+    net, x, before = prepare(module, data, eps=None, delta=delta)
     if x is None:
         raise DataError("SiPP is data-informed: pass data (a Dataset or input tensor)")
     require_linear(net, "SiPP")
     eta = sum(ly.fan_out for ly in net.layers)
     g = make_generator(seed)
     S = sensitivity_batch(x, n_points, g)
+    tr = net.trace(S)
+    sens = [abs_edge_sensitivity(ly.weight_matrix().detach(), tr.inputs[i]) for i, ly in enumerate(net.layers)]
+    return SiPPPlan(net=net, S=S, gen_state=g.get_state(), before=before, eta=eta, K=K, delta=delta,
+                    variant=variant, sens=sens, keep=[RowKeep(s) for s in sens])
+
+
+def sipp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+         variant: str = "rand", K: float = 3.0, n_points: int = 128, _allow_large_eps: bool = False,
+         _plan: SiPPPlan | None = None) -> tuple[nn.Module, Guarantee]:
+    """Prune a copy of ``module`` with SiPP (``variant`` ``"rand"`` or ``"det"``)."""
+    if variant not in ("rand", "det"):
+        raise InvalidParameterError(f"variant must be 'rand' or 'det'; got {variant!r}")
+    if _allow_large_eps:
+        check_positive("eps", eps)
+    else:
+        check_probability("eps", eps)
+    plan = _plan or sipp_plan(module, data, delta=delta, seed=seed, variant=variant, K=K, n_points=n_points)
+    net = Network.from_module(clone(plan.net.module))
+    g = torch.Generator()
+    g.set_state(plan.gen_state)
+    eta, S = plan.eta, plan.S
     m_l, s_l = [], []
     for i, ly in enumerate(net.layers):
-        a = net.trace(S).inputs[i]
         w = ly.weight_matrix().detach()
-        s = abs_edge_sensitivity(w, a)
+        s = plan.sens[i] if i == 0 else abs_edge_sensitivity(w, net.trace(S).inputs[i])
         tot = s.double().sum(1)
-        m = bernstein_sample_size(tot, eps=eps, delta=delta, eta=eta, K=K)
-        if variant == "rand":
+        m = bernstein_sample_size(tot, eps=eps, delta=plan.delta, eta=eta, K=plan.K)
+        if plan.variant == "rand":
             new_w, mask = sparsify_rows(w, s, m, g)
         else:
             mask = _topk_rows(s, m)
@@ -70,6 +114,6 @@ def sipp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int |
         m_l.append(int(m.sum()))
         s_l.append(float(tot.sum()))
     L = len(net.layers)
-    return finish(net, before, method=f"sipp-{variant}", eps=eps, delta=delta, eps_l=[eps] * L,
-                  delta_l=[delta / eta] * L, m_l=m_l, s_l=s_l, guaranteed=variant == "rand",
-                  extra={"eta": eta, "K": K, "n_points_used": int(S.shape[0])})
+    return finish(net, plan.before, method=f"sipp-{plan.variant}", eps=eps, delta=plan.delta, eps_l=[eps] * L,
+                  delta_l=[plan.delta / eta] * L, m_l=m_l, s_l=s_l, guaranteed=plan.variant == "rand",
+                  extra={"eta": eta, "K": plan.K, "n_points_used": int(S.shape[0])})
