@@ -167,7 +167,8 @@ def corenet_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | tor
         sens.append(s)
         keep.append(RowKeep(_split_rows(s, w)))
     return CoreNetPlan(net=net, x=x, S=S, gen_state=g.get_state(), before=before, constants=c, K=K,
-                       deltas=deltas, delta=delta, dense_input=dense, inputs=list(tr.inputs), sens=sens, keep=keep, nnz=nnz,
+                       deltas=deltas, delta=delta, dense_input=dense, inputs=list(tr.inputs), sens=sens,
+                       keep=keep, nnz=nnz,
                        propagate=propagate)
 
 
