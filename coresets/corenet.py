@@ -18,10 +18,31 @@ Per-neuron guarantee (Lemma/Theorem for SPARSIFY, under Assumption 1): for ``x``
 with probability >= 1 - delta / eta, ``|z~+_i(x) - z+_i(x)| <= eps_l z+_i(x)`` (and for ``z-``), hence
 ``|z~_i(x) - z_i(x)| <= eps_l (z+_i(x) + z-_i(x))``.
 
-Assumptions and deviations: ReLU activations (non-negative layer inputs); a layer whose inputs are negative on
-S (the first layer on raw signed data) is left dense (CoreNet sparsifies layers ``l = 2..L`` whose inputs are
-post-ReLU), with ``eps_l = 0``; biases are kept exactly; ``K`` defaults to ``log(eta eta_star)`` (arXiv v1)
-and a row whose ``m`` reaches its number of candidate edges is kept dense (exact). MLPs only.
+Signed inputs (extension; the paper sparsifies layers ``l = 2..L``, whose inputs are post-ReLU). A layer
+whose inputs take negative values on S (the first layer on raw data) is handled by splitting every input,
+``a = a+ - a-`` with ``a+ = max(a, 0)``, ``a- = max(-a, 0)``, so that for each sign group
+
+    z+_i(x) = sum_{j in W+_i} w_ij a+_j(x)  -  sum_{j in W+_i} w_ij a-_j(x) =: u_i(x) - v_i(x),
+
+two non-negative problems that share the weights. The sensitivity is the maximum over both families of points
+(``2|S|`` non-negative points, :func:`~prunebound.coresets.sensitivity.signed_split`); since ``q_j >= s_j(u)
+/ S`` and ``q_j >= s_j(v) / S`` with ``S`` the total of the shared sensitivities, each term of the importance
+sampling estimator of ``u_i`` is at most ``S u_i(x) / m`` (and the same for ``v_i``), which is all SPARSIFY's
+concentration argument uses. With a union bound over the two problems (``delta`` halved in the sample size of
+such a layer), w.p. >= 1 - delta / eta per neuron ``|u~ - u| <= eps_l u`` and ``|v~ - v| <= eps_l v``, hence
+
+    |z~_i(x) - z_i(x)| <= eps_l sum_j |w_ij a_j(x)| = eps_l Delta_i(x) |z_i(x)|,
+
+the same form as for post-ReLU layers, so the propagation through ``Delta_hat`` is unchanged (``Delta_hat``
+already uses ``|w a|``). For non-negative inputs nothing changes.
+
+Vacuous statements: CoreNet's statement is a *relative* error ``eps`` of the output; for ``eps >= 1`` (what a
+small keep ratio may need) it allows any sign and any magnitude up to ``2|f(x)|`` and says nothing useful.
+The :class:`Guarantee` then has ``guaranteed=False`` and ``vacuous=True``, and ``summary()`` says so.
+
+Assumptions and deviations: ReLU activations between layers; biases are kept exactly; ``K`` defaults to
+``log(eta eta_star)`` (arXiv v1) and a row whose ``m`` reaches its number of candidate edges
+is kept dense (exact). MLPs only.
 """
 
 from __future__ import annotations
@@ -111,7 +132,7 @@ class CoreNetPlan:
     K: float
     deltas: list
     delta: float
-    dense_input: list  # layer has signed inputs on S (kept dense)
+    signed_input: list  # layer has signed inputs on S (split a = a+ - a-; delta halved in its sample size)
     inputs: list  # each layer's inputs on S in the dense network
     sens: list  # dense-network sensitivities per layer (None where dense)
     keep: list  # RowKeep per layer (None where dense)
@@ -123,15 +144,16 @@ class CoreNetPlan:
         eps_prime = eps / (2.0 * max(L - 1, 1))
         return [eps_prime / math.prod(self.deltas[i:]) if self.propagate else eps_prime for i in range(L)]
 
+    def layer_delta(self, i: int) -> float:
+        """``delta`` in layer ``i``'s sample size: halved for a signed-input layer (two problems per neuron)."""
+        return self.delta / 2.0 if self.signed_input[i] else self.delta
+
     def kept_fraction(self, eps: float) -> float:
         """Expected kept fraction of non-zero weights at ``eps`` (on the dense network's sensitivities)."""
         kept = 0.0
         for i, e in enumerate(self.layer_eps(eps)):
-            if self.keep[i] is None:
-                kept += self.nnz[i]
-                continue
-            m = corenet_sample_size(self.keep[i].tot, eps=e, delta=self.delta, eta=self.constants["eta"],
-                                    K=self.K)
+            m = corenet_sample_size(self.keep[i].tot, eps=e, delta=self.layer_delta(i),
+                                    eta=self.constants["eta"], K=self.K)
             kept += self.keep[i].expected_total(m)
         return kept / self.before
 
@@ -157,17 +179,12 @@ def corenet_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | tor
         a = tr.inputs[i]
         w = ly.weight_matrix().detach()
         nnz.append(int((w != 0).sum()))
-        signed = bool((a < 0).any())
-        dense.append(signed)
-        if signed:
-            sens.append(None)
-            keep.append(None)
-            continue
+        dense.append(bool((a < 0).any()))
         s = edge_sensitivity(w, a)
         sens.append(s)
         keep.append(RowKeep(_split_rows(s, w)))
     return CoreNetPlan(net=net, x=x, S=S, gen_state=g.get_state(), before=before, constants=c, K=K,
-                       deltas=deltas, delta=delta, dense_input=dense, inputs=list(tr.inputs), sens=sens,
+                       deltas=deltas, delta=delta, signed_input=dense, inputs=list(tr.inputs), sens=sens,
                        keep=keep, nnz=nnz,
                        propagate=propagate)
 
@@ -199,18 +216,12 @@ def _apply(plan: CoreNetPlan, eps: float) -> tuple[nn.Module, Guarantee]:
     g.set_state(plan.gen_state)
     c, S, L = plan.constants, plan.S, len(net.layers)
     eps_all = plan.layer_eps(eps)
-    eps_l, m_l, s_l, dense = [], [], [], []
+    eps_l, m_l, s_l = [], [], []
     changed = False
     for i, ly in enumerate(net.layers):
-        if plan.dense_input[i]:
-            eps_l.append(0.0)
-            m_l.append(0)
-            s_l.append(0.0)
-            dense.append(ly.path)
-            continue
         a = net.trace(S).inputs[i] if changed else plan.inputs[i]
         s = None if changed else plan.sens[i]
-        new_w, mask, m, tot = sparsify_layer(ly.weight_matrix(), a, eps=eps_all[i], delta=plan.delta,
+        new_w, mask, m, tot = sparsify_layer(ly.weight_matrix(), a, eps=eps_all[i], delta=plan.layer_delta(i),
                                              eta=c["eta"], K=plan.K, generator=g, s=s)
         set_layer(net, i, new_w, mask)
         changed = True
@@ -221,4 +232,6 @@ def _apply(plan: CoreNetPlan, eps: float) -> tuple[nn.Module, Guarantee]:
     return finish(net, plan.before, method="corenet", eps=eps, delta=plan.delta, eps_l=eps_l,
                   delta_l=[plan.delta / c["eta"]] * L, m_l=m_l, s_l=s_l, guaranteed=plan.propagate,
                   extra={**c, "K": plan.K, "Delta_hat": plan.deltas, "eps_prime": eps_prime,
-                         "dense_layers": dense, "n_points_used": int(S.shape[0])})
+                         "dense_layers": [],
+                         "signed_input_layers": [ly.path for i, ly in enumerate(net.layers) if plan.signed_input[i]],
+                         "n_points_used": int(S.shape[0])})

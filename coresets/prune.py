@@ -94,19 +94,22 @@ def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor
 
 
 def finish(net: Network, before: int, *, method: str, eps: float | None, delta: float,
-           eps_l, delta_l, m_l, s_l, guaranteed: bool = True, extra: dict | None = None
-           ) -> tuple[nn.Module, Guarantee]:
-    """Make sure every layer carries a mask, count kept weights and build the :class:`Guarantee`."""
+           eps_l, delta_l, m_l, s_l, guaranteed: bool = True, extra: dict | None = None,
+           relative: bool = True) -> tuple[nn.Module, Guarantee]:
+    """Make sure every layer carries a mask, count kept weights and build the :class:`Guarantee`.
+
+    For a relative-error statement (``relative``) an ``eps >= 1`` is vacuous: ``guaranteed=False``."""
     for ly in net.layers:
         if not is_pruned(ly.module):
             apply_masks(net, {ly.path: torch.ones_like(ly.weight)})
     refresh_masked_weights(net.module)  # detached cached weights: the result can be deep-copied
     kept = sum(int((ly.weight != 0).sum()) for ly in net.layers)
+    vacuous = bool(relative and eps is not None and eps >= 1.0)
     g = Guarantee(method=method, eps=None if eps is None else float(eps), delta=float(delta),
                   layers=tuple(ly.path for ly in net.layers), eps_per_layer=tuple(float(e) for e in eps_l),
                   delta_per_layer=tuple(float(d) for d in delta_l), sample_sizes=tuple(int(v) for v in m_l),
                   total_sensitivity=tuple(float(v) for v in s_l), keep_ratio=kept / before, kept=kept,
-                  total=before, guaranteed=guaranteed, extra=dict(extra or {}))
+                  total=before, guaranteed=guaranteed and not vacuous, extra=dict(extra or {}), vacuous=vacuous)
     return net.module, g
 
 

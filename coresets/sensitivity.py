@@ -10,7 +10,8 @@ weight-sized buffers.
 
       s_ij = max_{x in S}  w_ij a_j(x) / sum_{k in W+_i} w_ik a_k(x)        (a(x) >= 0, i.e. after a ReLU)
 
-  (and the same with ``-w`` on ``W-_i``).  Edges with zero weight get sensitivity 0.
+  (and the same with ``-w`` on ``W-_i``).  Edges with zero weight get sensitivity 0.  Signed inputs are
+  split into their positive and negative parts, each a non-negative point of its own (:func:`signed_split`).
 * :func:`abs_edge_sensitivity` -- SiPP's sensitivity (Baykal et al. 2021/2022, "SiPPing neural networks",
   Sec. 3): ``s_ij = max_{x in S} |w_ij a_j(x)| / sum_k |w_ik a_k(x)|``, valid for signed inputs.
 * :func:`channel_sensitivity` -- PFP's filter/neuron sensitivity (Liebenwein et al., ICLR 2020, Sec. 2,
@@ -42,6 +43,7 @@ from prunebound.errors import DataError, InvalidParameterError
 
 __all__ = [
     "edge_sensitivity",
+    "signed_split",
     "abs_edge_sensitivity",
     "edge_sensitivity_naive",
     "channel_sensitivity",
@@ -91,21 +93,27 @@ def _max_ratio(w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return best * w
 
 
+def signed_split(inputs: torch.Tensor) -> torch.Tensor:
+    """``[a+; a-]``: every point ``a`` becomes two non-negative points ``a+ = max(a, 0)``, ``a- = max(-a, 0)``
+    (``a = a+ - a-``); for non-negative inputs the inputs are returned unchanged."""
+    if not bool((inputs < 0).any()):
+        return inputs
+    return torch.cat([inputs.clamp_min(0), (-inputs).clamp_min(0)])
+
+
 def edge_sensitivity(weight: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """CoreNet empirical sensitivities (see module docstring), shape ``(fan_out, fan_in)``.
 
-    ``inputs`` are the layer's inputs on the sensitivity batch S (``(|S|, fan_in)``) and must be >= 0
-    (CoreNet assumes ReLU activations feed the layer). The entry ``s_ij`` is relative to the sign group of
-    ``w_ij``, so ``s[w > 0]`` summed over a row is the total sensitivity of ``W+_i``.
+    ``inputs`` are the layer's inputs on the sensitivity batch S (``(|S|, fan_in)``). The entry ``s_ij`` is
+    relative to the sign group of ``w_ij``, so ``s[w > 0]`` summed over a row is the total sensitivity of
+    ``W+_i``. Signed inputs (a first layer on raw data) are split, ``a = a+ - a-``: the maximum runs over the
+    ``2|S|`` non-negative points ``a+(x), a-(x)`` (:func:`signed_split`), so one importance sample serves
+    both non-negative problems ``sum_j w_ij a+_j`` and ``sum_j w_ij a-_j`` that share the weights (see
+    :mod:`prunebound.coresets.corenet`). For non-negative inputs this is exactly CoreNet's definition.
     """
     _check_inputs(weight, inputs)
-    if bool((inputs < 0).any()):
-        raise InvalidParameterError(
-            "edge_sensitivity (CoreNet) needs non-negative layer inputs (post-ReLU); got negative entries. "
-            "Use abs_edge_sensitivity (SiPP) for signed inputs"
-        )
     w = weight.detach()
-    a = inputs.detach().to(w.dtype)
+    a = signed_split(inputs.detach().to(w.dtype))
     return _max_ratio(w.clamp_min(0), a) + _max_ratio((-w).clamp_min(0), a)
 
 
@@ -120,7 +128,7 @@ def edge_sensitivity_naive(weight: torch.Tensor, inputs: torch.Tensor) -> torch.
     """Reference implementation of :func:`edge_sensitivity`: a Python loop over neurons (slow)."""
     _check_inputs(weight, inputs)
     w = weight.detach()
-    a = inputs.detach().to(w.dtype)
+    a = signed_split(inputs.detach().to(w.dtype))
     s = torch.zeros_like(w)
     for i in range(w.shape[0]):
         for sign in (1.0, -1.0):
