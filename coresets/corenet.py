@@ -196,8 +196,16 @@ def corenet(module: nn.Module, data, *, eps: float, delta: float = 0.1,
             ) -> tuple[nn.Module, Guarantee]:
     """Prune a copy of ``module`` with CoreNet at relative error ``eps`` and failure probability ``delta``.
 
-    ``propagate=False`` drops the error-propagation factor ``Delta_{l->}`` from ``eps_l`` (every layer gets
-    ``eps'``): a practical variant whose per-layer statement holds but whose end-to-end guarantee does not.
+    ``propagate=False`` allocates the error uniformly, ``eps_l = eps'`` for every layer, instead of the
+    theorem's ``eps' / Delta_{l->}``. The end-to-end statement then holds with the larger
+    ``eps_end_to_end = 2 (L - 1) max_l eps_l Delta_{l->}`` (sound by monotonicity: with ``eps'' = max_l eps_l
+    Delta_{l->}`` every layer gets at least the samples the theorem asks for at ``eps''``), recorded in
+    ``extra["eps_end_to_end"]``; ``guaranteed`` is False when it is >= 1 (vacuous). At a fixed size budget
+    this allocation is far better in practice: ``Delta_hat`` (a mean of ``sum|w a| / |sum w a|``, inflated by
+    near-zero pre-activations) is in the hundreds on trained nets, so the theorem's allocation gives the last
+    layer a ``prod Delta``-times larger ``eps_l`` and prunes it to a few percent (digits MLP 64-64-10 at 50 %
+    sparsity: last layer 3 % kept, test error 0.71; uniform: 0.05) while its certified ``eps`` is vacuous
+    anyway. :func:`prunebound.coresets.prune` uses ``propagate=False`` for CoreNet with ``keep_ratio``.
     """
     if _allow_large_eps:
         check_positive("eps", eps)
@@ -229,9 +237,12 @@ def _apply(plan: CoreNetPlan, eps: float) -> tuple[nn.Module, Guarantee]:
         m_l.append(int(m.sum()))
         s_l.append(float(tot.sum()))
     eps_prime = eps / (2.0 * max(L - 1, 1))
+    e2e = 2.0 * max(L - 1, 1) * max(e * math.prod(plan.deltas[i:]) for i, e in enumerate(eps_l))
+    e2e = eps if plan.propagate else e2e
     return finish(net, plan.before, method="corenet", eps=eps, delta=plan.delta, eps_l=eps_l,
-                  delta_l=[plan.delta / c["eta"]] * L, m_l=m_l, s_l=s_l, guaranteed=plan.propagate,
+                  delta_l=[plan.delta / c["eta"]] * L, m_l=m_l, s_l=s_l, eps_certified=e2e,
                   extra={**c, "K": plan.K, "Delta_hat": plan.deltas, "eps_prime": eps_prime,
+                         "allocation": "theorem" if plan.propagate else "uniform", "eps_end_to_end": e2e,
                          "dense_layers": [],
                          "signed_input_layers": [ly.path for i, ly in enumerate(net.layers) if plan.signed_input[i]],
                          "n_points_used": int(S.shape[0])})

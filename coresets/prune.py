@@ -5,7 +5,8 @@ of ``eps`` the sample-size formula is inverted without re-pruning for CoreNet, S
 sensitivities are computed once, ``eps`` is solved on the expected kept fraction
 (:mod:`prunebound.coresets.keep_ratio`), and one pruning pass runs at that ``eps`` -- its result is exactly
 ``method(eps=that eps, seed=seed)``. Data-independent coresets (cheap, no data) keep a bisection on ``log eps``
-with one pass per step.
+with one pass per step. CoreNet with ``keep_ratio`` allocates the error uniformly across layers
+(``propagate=False`` unless given; its certified end-to-end ``eps`` is in ``extra["eps_end_to_end"]``).
 
 Plumbing: :func:`prepare` validates arguments and deep-copies the module (the input is never modified);
 :func:`set_layer` writes a reweighted weight into ``weight_orig`` and the mask through
@@ -95,16 +96,18 @@ def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor
 
 def finish(net: Network, before: int, *, method: str, eps: float | None, delta: float,
            eps_l, delta_l, m_l, s_l, guaranteed: bool = True, extra: dict | None = None,
-           relative: bool = True) -> tuple[nn.Module, Guarantee]:
+           relative: bool = True, eps_certified: float | None = None) -> tuple[nn.Module, Guarantee]:
     """Make sure every layer carries a mask, count kept weights and build the :class:`Guarantee`.
 
-    For a relative-error statement (``relative``) an ``eps >= 1`` is vacuous: ``guaranteed=False``."""
+    For a relative-error statement (``relative``) an end-to-end ``eps`` (``eps_certified`` when the method's
+    certified error differs from its ``eps`` parameter) ``>= 1`` is vacuous: ``guaranteed=False``."""
     for ly in net.layers:
         if not is_pruned(ly.module):
             apply_masks(net, {ly.path: torch.ones_like(ly.weight)})
     refresh_masked_weights(net.module)  # detached cached weights: the result can be deep-copied
     kept = sum(int((ly.weight != 0).sum()) for ly in net.layers)
-    vacuous = bool(relative and eps is not None and eps >= 1.0)
+    e_cert = eps if eps_certified is None else eps_certified
+    vacuous = bool(relative and e_cert is not None and e_cert >= 1.0)
     g = Guarantee(method=method, eps=None if eps is None else float(eps), delta=float(delta),
                   layers=tuple(ly.path for ly in net.layers), eps_per_layer=tuple(float(e) for e in eps_l),
                   delta_per_layer=tuple(float(d) for d in delta_l), sample_sizes=tuple(int(v) for v in m_l),
@@ -153,6 +156,8 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
     if eps is not None:
         return fn(module, data, eps=eps, delta=delta, seed=seed, **kw)
     check_probability("keep_ratio", keep_ratio, open_right=False)
+    if method == "corenet":
+        kw.setdefault("propagate", False)  # uniform eps_l at a size budget (see corenet's docstring)
     planner = _planners().get(method)
     if planner is not None:
         best = _search_with_plan(fn, planner, module, data, keep_ratio=keep_ratio, delta=delta, seed=seed,
