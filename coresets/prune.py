@@ -123,11 +123,14 @@ def _methods() -> dict[str, Callable]:
     from prunebound.coresets.pfp import pfp
     from prunebound.coresets.sipp import sipp
 
-    return {"corenet": corenet, "data_independent": data_independent, "sipp": sipp, "pfp": pfp,
+    def sipp_abs(*a, **k):
+        return sipp(*a, sensitivity="abs", **k)
+
+    return {"corenet": corenet, "data_independent": data_independent, "sipp": sipp, "sipp_abs": sipp_abs, "pfp": pfp,
             "uniform": uniform, "magnitude": magnitude_layerwise, "magnitude_global": magnitude_global}
 
 
-METHODS = ("corenet", "data_independent", "sipp", "pfp", "uniform", "magnitude", "magnitude_global")
+METHODS = ("corenet", "data_independent", "sipp", "sipp_abs", "pfp", "uniform", "magnitude", "magnitude_global")
 _BASELINES = ("uniform", "magnitude", "magnitude_global")
 
 
@@ -159,7 +162,11 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
     if method == "corenet":
         kw.setdefault("propagate", False)  # uniform eps_l at a size budget (see corenet's docstring)
     planner = _planners().get(method)
-    if planner is not None:
+    if method == "sipp" and kw.get("sensitivity", "signed") == "signed":
+        from prunebound.coresets.sipp import sipp_budget_search
+
+        best = sipp_budget_search(module, data, keep_ratio=keep_ratio, delta=delta, seed=seed, **kw)
+    elif planner is not None:
         best = _search_with_plan(fn, planner, module, data, keep_ratio=keep_ratio, delta=delta, seed=seed,
                                  eps_range=eps_range, iters=iters, **kw)
     else:
@@ -180,7 +187,10 @@ def _planners() -> dict[str, Callable]:
     from prunebound.coresets.pfp import pfp_plan
     from prunebound.coresets.sipp import sipp_plan
 
-    return {"corenet": corenet_plan, "sipp": sipp_plan, "pfp": pfp_plan}
+    def sipp_abs_plan(*a, **k):
+        return sipp_plan(*a, sensitivity="abs", **k)
+
+    return {"corenet": corenet_plan, "sipp": sipp_plan, "sipp_abs": sipp_abs_plan, "pfp": pfp_plan}
 
 
 def _search_with_plan(fn, planner, module, data, *, keep_ratio, delta, seed, eps_range, iters, tol=0.01, **kw):

@@ -11,10 +11,10 @@ from prunebound.coresets.sampling import importance_sample
 from prunebound.coresets.sipp import sipp
 from prunebound.network import mlp
 
-FNS = {"corenet": corenet, "sipp": sipp, "pfp": pfp}
+FNS = {"corenet": corenet, "sipp_abs": lambda *a, **k: sipp(*a, sensitivity="abs", **k), "pfp": pfp}
 
 
-@pytest.mark.parametrize("method", ["corenet", "sipp", "pfp"])
+@pytest.mark.parametrize("method", ["corenet", "sipp_abs", "pfp"])
 def test_keep_ratio_result_equals_a_plain_run_at_the_solved_eps(method):
     m = mlp(6, [40, 30], 3, seed=1)
     x = torch.rand(150, 6)
@@ -26,7 +26,7 @@ def test_keep_ratio_result_equals_a_plain_run_at_the_solved_eps(method):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("method", ["sipp", "pfp"])
+@pytest.mark.parametrize("method", ["sipp", "sipp_abs", "pfp"])
 def test_keep_ratio_met_on_signed_inputs(method):
     m = mlp(10, [60, 40], 4, seed=2)
     x = torch.randn(200, 10)
