@@ -43,7 +43,13 @@ from prunebound.coresets.keep_ratio import RowKeep
 from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import bernstein_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import abs_edge_sensitivity, edge_sensitivity
-from prunebound.coresets.sipp_budget import BudgetProgram, sipp_alpha, sipp_error, sipp_sample_size
+from prunebound.coresets.sipp_budget import (
+    BudgetProgram,
+    kkt_allocation,
+    sipp_alpha,
+    sipp_error,
+    sipp_sample_size,
+)
 from prunebound.errors import DataError, InvalidParameterError, check_positive, check_probability
 from prunebound.network import Network, clone
 
@@ -99,24 +105,29 @@ class SiPPPlan:
         return self._kept([self.layer_m(i, rk.tot, eps) for i, rk in enumerate(self.keep)])
 
     def program(self) -> BudgetProgram:
-        if self._program is None:
-            alpha = torch.cat([sipp_alpha(rk.tot, delta=self.delta, eta=self.eta) for rk in self.keep])
-            nnz = torch.cat([rk.nnz for rk in self.keep])
-            # each layer's mean error: weight 1 / (number of neurons of the layer) per row
-            wt = torch.cat([torch.full((rk.nnz.numel(),), 2.0 / rk.nnz.numel(), dtype=torch.float64)
-                            for rk in self.keep])
-            self._program = BudgetProgram(alpha, nnz, wt)
+        if self._program is None:  # rows weighted 1 / (neurons of the layer): each layer's mean error
+            self._program = BudgetProgram(*self._rows_all())
         return self._program
 
-    def allocate(self, budget: float) -> list[torch.Tensor]:
-        """Per-layer integer sample sizes from the budget program (rounded up)."""
-        m = torch.ceil(self.program().solve(budget) - 1e-9).clamp_min(0).to(torch.int64)
+    def _rows_all(self):
+        alpha = torch.cat([sipp_alpha(rk.tot, delta=self.delta, eta=self.eta) for rk in self.keep])
+        nnz = torch.cat([rk.nnz for rk in self.keep])
+        wt = torch.cat([torch.full((rk.nnz.numel(),), 2.0 / rk.nnz.numel(), dtype=torch.float64)
+                        for rk in self.keep])
+        return alpha, nnz, wt
+
+    def split(self, m: torch.Tensor) -> list[torch.Tensor]:
         out, k = [], 0
         for rk in self.keep:
             n = rk.nnz.numel()
             out.append(m[k : k + n])
             k += n
         return out
+
+    def allocate(self, budget: float) -> list[torch.Tensor]:
+        """Per-layer integer sample sizes from the budget program (rounded up)."""
+        m = torch.ceil(self.program().solve(budget) - 1e-9).clamp_min(0).to(torch.int64)
+        return self.split(m)
 
 
 def sipp_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.Generator | None = 0,
@@ -200,19 +211,22 @@ def sipp_budget_search(module, data, *, keep_ratio: float, delta: float = 0.1, s
     """SiPP at a keep ratio: allocate a sample budget ``B`` by the convex program and search ``B`` (bisection
     on ``log B``, expected kept fraction on the dense network's sensitivities), then one pruning pass."""
     plan = sipp_plan(module, data, delta=delta, seed=seed, **kw)
-    nnz_total = float(sum(int(rk.nnz.sum()) for rk in plan.keep))
-    lo, hi = math.log(1.0), math.log(max(2.0, 50.0 * nnz_total))
+    alpha, nnz, wt = plan._rows_all()
     best = None
     target = keep_ratio
     for _ in range(2):
-        a, b = lo, hi
-        for _ in range(iters):
+        # the budget B is searched through the program's multiplier (KKT, vectorised; kept fraction is
+        # non-increasing in lam); the allocation at that B is then solved by cvxpy
+        a, b = math.log(1e-12), math.log(1e12)
+        for _ in range(max(iters, 40)):
             mid = 0.5 * (a + b)
-            if plan._kept(plan.allocate(math.exp(mid))) > target:
-                b = mid
-            else:
+            m = kkt_allocation(alpha, nnz, wt, math.exp(mid))
+            if plan._kept(plan.split(torch.ceil(m - 1e-9).to(torch.int64))) > target:
                 a = mid
-        ms = plan.allocate(math.exp(0.5 * (a + b)))
+            else:
+                b = mid
+        budget = float(kkt_allocation(alpha, nnz, wt, math.exp(0.5 * (a + b))).sum())
+        ms = plan.allocate(budget)
         out = sipp(module, data, eps=1.0, delta=delta, seed=seed, _allow_large_eps=True, _plan=plan, _m=ms)
         if best is None or abs(out[1].keep_ratio - keep_ratio) < abs(best[1].keep_ratio - keep_ratio):
             best = out

@@ -32,7 +32,8 @@ import torch
 
 from prunebound.errors import InvalidParameterError
 
-__all__ = ["sipp_alpha", "sipp_error", "sipp_sample_size", "allocate_budget", "SOLVERS"]
+__all__ = ["sipp_alpha", "sipp_error", "sipp_sample_size", "allocate_budget", "kkt_allocation", "BudgetProgram",
+           "SOLVERS"]
 
 SOLVERS = ("CLARABEL", "ECOS", "SCS")
 K_SIPP = 3.0
@@ -112,3 +113,32 @@ def allocate_budget(alpha: torch.Tensor, nnz: torch.Tensor, weight: torch.Tensor
                     K: float = K_SIPP) -> torch.Tensor:
     """Optimal real allocation of ``budget`` samples over rows (see the module docstring)."""
     return BudgetProgram(alpha, nnz, weight, K).solve(budget)
+
+
+def kkt_allocation(alpha: torch.Tensor, nnz: torch.Tensor, weight: torch.Tensor, lam: float,
+                   K: float = K_SIPP, steps: int = 60) -> torch.Tensor:
+    """The program's solution for the Lagrange multiplier ``lam`` of the budget constraint: per row,
+    ``m_f = argmin_{0 < m <= nnz_f} weight_f err_f(m) + lam m`` (the derivative is increasing in ``m``;
+    vectorised bisection on ``log m``). ``sum_f m_f(lam)`` is non-increasing in ``lam``; the budget at which
+    the program's solution equals this allocation is that sum (KKT). Used to search the budget quickly; the
+    final allocation is solved by cvxpy."""
+    c = torch.as_tensor(alpha, dtype=torch.float64) / K
+    w = torch.as_tensor(weight, dtype=torch.float64)
+    ub = torch.as_tensor(nnz, dtype=torch.float64)
+
+    def grad(m):
+        t = c / m
+        root = torch.sqrt(t * t + 6.0 * t).clamp_min(1e-300)
+        return w * 0.5 * ((2.0 * t + 6.0) / (2.0 * root) + 1.0) * (-c / (m * m)) + lam
+
+    live = (c > 0) & (ub > 0)
+    lo = torch.full_like(c, math.log(1e-6))
+    hi = torch.log(ub.clamp_min(1e-6))
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        up = grad(torch.exp(mid)) > 0
+        hi = torch.where(up, mid, hi)
+        lo = torch.where(up, lo, mid)
+    m = torch.exp(0.5 * (lo + hi))
+    m = torch.where(grad(ub.clamp_min(1e-6)) <= 0, ub, m)
+    return torch.where(live, m, torch.zeros_like(m))

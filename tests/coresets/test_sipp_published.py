@@ -86,3 +86,18 @@ def test_keep_ratio_uses_the_budget_program_and_reports_its_eps():
     assert g.guaranteed == (g.eps < 1) and g.vacuous == (g.eps >= 1)
     _, h = prune(m, x, method="sipp_abs", keep_ratio=0.4, seed=0)
     assert h.method == "sipp_abs-rand" and abs(h.keep_ratio - 0.4) <= 0.03
+
+
+def test_kkt_allocation_equals_the_cvxpy_solution_at_its_budget():
+    from prunebound.coresets.sipp_budget import kkt_allocation
+
+    g = torch.Generator().manual_seed(1)
+    alpha = torch.rand(80, generator=g, dtype=torch.float64) ** 2 * 100
+    nnz = torch.randint(5, 60, (80,), generator=g)
+    w = torch.full((80,), 1 / 80, dtype=torch.float64)
+    for lam in (1e-4, 1e-2):
+        m = kkt_allocation(alpha, nnz, w, lam)
+        c = allocate_budget(alpha, nnz, w, float(m.sum()))
+        obj = float((w * sipp_error(m.clamp_min(1e-9), alpha)).sum())
+        assert float((w * sipp_error(c.clamp_min(1e-9), alpha)).sum()) == pytest.approx(obj, rel=1e-4)
+        torch.testing.assert_close(c, m, rtol=2e-2, atol=2e-2)
