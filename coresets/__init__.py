@@ -2,14 +2,17 @@
 
 ``prune(module, data, method=..., eps=... | keep_ratio=..., delta=...) -> (pruned_copy, Guarantee)`` with
 methods CoreNet (Baykal et al. 2019), data-independent coresets (Mussay et al. 2020), SiPP (Baykal et al.
-2022), PFP (Liebenwein et al. 2020) and the baselines uniform / magnitude (layer-wise, global). One sampling
-core (:mod:`.sampling`) and one sensitivity module (:mod:`.sensitivity`) serve all of them.
+2022; ``sipp`` as published with its budget program, ``sipp_abs`` the earlier |w||a| variant), PFP
+(Liebenwein et al. 2020) and the baselines uniform / magnitude (layer-wise, global). One sampling core
+(:mod:`.sampling`), one sensitivity module (:mod:`.sensitivity`) and one keep-ratio solver
+(:mod:`.keep_ratio`: sensitivities once, ``eps`` solved on the expected kept fraction) serve all of them.
 """
 
 from prunebound.coresets.baselines import magnitude_global, magnitude_layerwise, uniform
 from prunebound.coresets.corenet import corenet, corenet_constants, sparsify_layer
 from prunebound.coresets.data_independent import data_independent
 from prunebound.coresets.guarantee import Guarantee
+from prunebound.coresets.keep_ratio import RowKeep, solve_eps
 from prunebound.coresets.pfp import pfp
 from prunebound.coresets.prune import METHODS, prune
 from prunebound.coresets.sampling import (
@@ -26,8 +29,10 @@ from prunebound.coresets.sensitivity import (
     edge_sensitivity,
     edge_sensitivity_naive,
     neuron_sensitivity_data_independent,
+    signed_split,
 )
 from prunebound.coresets.sipp import sipp
+from prunebound.coresets.sipp_budget import allocate_budget, sipp_alpha, sipp_error, sipp_sample_size
 
 __all__ = [
     "prune", "METHODS", "Guarantee",
@@ -36,5 +41,6 @@ __all__ = [
     "corenet_sample_size", "bernstein_sample_size", "epsilon_sample_size", "importance_sample",
     "sparsify_rows", "make_generator",
     "edge_sensitivity", "abs_edge_sensitivity", "edge_sensitivity_naive", "channel_sensitivity",
-    "neuron_sensitivity_data_independent",
+    "neuron_sensitivity_data_independent", "signed_split", "RowKeep", "solve_eps",
+    "allocate_budget", "sipp_alpha", "sipp_error", "sipp_sample_size",
 ]

@@ -32,7 +32,8 @@ class Guarantee:
     """What a coreset method guarantees for the network it returned.
 
     ``layers`` are the layer paths (``Layer.path``) in forward order; all per-layer tuples align with it.
-    ``guaranteed`` is False for baselines and for layers a method leaves dense (their ``eps_l`` is 0).
+    ``guaranteed`` is False for baselines, for variants without the theorem's statement, and when the
+    statement is ``vacuous`` (a relative error ``eps >= 1``, e.g. the ``eps`` a small keep ratio needs).
     """
 
     method: str
@@ -48,6 +49,22 @@ class Guarantee:
     total: int
     guaranteed: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
+    vacuous: bool = False
+
+    def summary(self) -> str:
+        """One paragraph in words: what was kept and what (if anything) is guaranteed."""
+        kept = f"kept {self.kept} of {self.total} weights ({100.0 * self.keep_ratio:.1f} %)"
+        if self.eps is None:
+            return f"{self.method}: {kept}; a baseline, no guarantee."
+        if self.vacuous:
+            return (f"{self.method}: {kept}. VACUOUS: the relative error eps = {self.eps:.4g} needed for this size "
+                    f"is >= 1, so the (eps, delta) statement says nothing about the outputs (an error as large as "
+                    f"the output itself is allowed); no guarantee.")
+        if not self.guaranteed:
+            return (f"{self.method}: {kept} at eps = {self.eps:.4g}; this variant's statement is not the "
+                    f"theorem's, no guarantee.")
+        return (f"{self.method}: {kept}; with probability >= 1 - {self.delta:g} the theorem's error statement "
+                f"holds with eps = {self.eps:.4g} (per-layer eps_l and delta_l in this record).")
 
     def to_dict(self) -> dict:
         return _clean({
@@ -55,5 +72,5 @@ class Guarantee:
             "eps_per_layer": list(self.eps_per_layer), "delta_per_layer": list(self.delta_per_layer),
             "sample_sizes": list(self.sample_sizes), "total_sensitivity": list(self.total_sensitivity),
             "keep_ratio": self.keep_ratio, "kept": self.kept, "total": self.total,
-            "guaranteed": self.guaranteed, "extra": dict(self.extra),
+            "guaranteed": self.guaranteed, "vacuous": self.vacuous, "extra": dict(self.extra),
         })

@@ -18,16 +18,20 @@ whose ``m_l`` reaches its number of candidate channels is kept whole.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from prunebound.coresets.guarantee import Guarantee
+from prunebound.coresets.keep_ratio import RowKeep
 from prunebound.coresets.prune import finish, prepare, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import bernstein_sample_size, importance_sample, make_generator
 from prunebound.coresets.sensitivity import channel_sensitivity
-from prunebound.errors import DataError, InvalidParameterError, check_positive
+from prunebound.errors import DataError, InvalidParameterError, check_positive, check_probability
+from prunebound.network import Network, clone
 
-__all__ = ["pfp", "channel_step"]
+__all__ = ["pfp", "pfp_plan", "PFPPlan", "channel_step"]
 
 
 def channel_step(q: torch.Tensor, m: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,36 +47,97 @@ def channel_step(q: torch.Tensor, m: int, generator: torch.Generator) -> tuple[t
     return (counts > 0).double(), scale
 
 
-def pfp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int | torch.Generator | None = 0,
-        K: float = 3.0, n_points: int = 128, _allow_large_eps: bool = False) -> tuple[nn.Module, Guarantee]:
-    """Prune whole neurons/filters of a copy of ``module`` with PFP."""
-    if _allow_large_eps:
-        check_positive("eps", eps)
-    net, x, before = prepare(module, data, eps=None if _allow_large_eps else eps, delta=delta)
+def _conv_args(cons, prod) -> dict | None:
+    if cons.kind != "linear" and cons.kind != prod.kind:
+        raise InvalidParameterError(f"PFP cannot map channels of {prod.kind} {prod.path!r} to {cons.kind}")
+    if cons.kind == "linear":
+        return None
+    mod = cons.module
+    if isinstance(mod.padding, str):
+        raise InvalidParameterError(f"PFP needs numeric padding in {cons.path!r}; got {mod.padding!r}")
+    return {"stride": mod.stride, "padding": mod.padding, "dilation": mod.dilation}
+
+
+@dataclass
+class PFPPlan:
+    """Everything of a PFP run that does not depend on ``eps`` (computed once per keep-ratio search)."""
+
+    net: Network
+    S: torch.Tensor
+    gen_state: torch.Tensor
+    before: int
+    eta: int
+    K: float
+    delta: float
+    sens: list  # channel sensitivities of each producer on the dense network
+    keep: list  # RowKeep of each producer's channel distribution
+    nz: list  # per layer: non-zeros per (output channel, input channel), (out, C_prev) (C_prev = 1 at layer 0)
+
+    def kept_fraction(self, eps: float) -> float:
+        """Expected kept weights: layer l keeps weight (j, k) iff output channel j and input channel k are
+        kept; the two channel samplings are independent."""
+        L = len(self.nz)
+        p = []
+        for rk in self.keep:
+            m = bernstein_sample_size(rk.tot, eps=eps, delta=self.delta, eta=self.eta, K=self.K)
+            p.append(rk.keep_probability(m)[0])
+        kept = 0.0
+        for i in range(L):
+            out_p = p[i] if i < L - 1 else torch.ones(self.nz[i].shape[0], dtype=torch.float64)
+            in_p = p[i - 1] if i > 0 else torch.ones(self.nz[i].shape[1], dtype=torch.float64)
+            kept += float(out_p @ self.nz[i] @ in_p)
+        return kept / self.before
+
+
+def pfp_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+             K: float = 3.0, n_points: int = 128) -> PFPPlan:
+    """Validate, draw S and compute the dense network's channel sensitivities (independent of ``eps``)."""
+    net, x, before = prepare(module, data, eps=None, delta=delta)
     if x is None:
         raise DataError("PFP is data-informed: pass data (a Dataset or input tensor)")
     eta = sum(ly.fan_out for ly in net.layers)
     g = make_generator(seed)
     S = sensitivity_batch(x, n_points, g)
+    tr = net.trace(S)
+    L = len(net.layers)
+    sens, nz = [], []
+    for i in range(L):
+        ly = net.layers[i]
+        cprev = net.layers[i - 1].fan_out if i > 0 else 1
+        nz.append((ly.weight.detach().reshape(ly.fan_out, cprev, -1) != 0).sum(-1).double())
+        if i < L - 1:
+            prod, cons = ly, net.layers[i + 1]
+            conv = _conv_args(cons, prod)
+            sens.append(channel_sensitivity(cons.weight.detach(), tr.inputs[i + 1], cons.kind, prod.fan_out, conv))
+    return PFPPlan(net=net, S=S, gen_state=g.get_state(), before=before, eta=eta, K=K, delta=delta, sens=sens,
+                   keep=[RowKeep(s[None]) for s in sens], nz=nz)
+
+
+def pfp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+        K: float = 3.0, n_points: int = 128, _allow_large_eps: bool = False, _plan: PFPPlan | None = None
+        ) -> tuple[nn.Module, Guarantee]:
+    """Prune whole neurons/filters of a copy of ``module`` with PFP."""
+    if _allow_large_eps:
+        check_positive("eps", eps)
+    else:
+        check_probability("eps", eps)
+    plan = _plan or pfp_plan(module, data, delta=delta, seed=seed, K=K, n_points=n_points)
+    net = Network.from_module(clone(plan.net.module))
+    g = torch.Generator()
+    g.set_state(plan.gen_state)
+    eta, S = plan.eta, plan.S
     L = len(net.layers)
     m_l, s_l = [0] * L, [0.0] * L
     for i in range(L - 1):
         prod, cons = net.layers[i], net.layers[i + 1]
         C = prod.fan_out
-        if cons.kind != "linear" and cons.kind != prod.kind:
-            raise InvalidParameterError(
-                f"PFP cannot map channels of {prod.kind} {prod.path!r} to {cons.kind}")
-        a = net.trace(S).inputs[i + 1]
-        conv = None
-        if cons.kind != "linear":
-            mod = cons.module
-            conv = {"stride": mod.stride, "padding": mod.padding, "dilation": mod.dilation}
-            if isinstance(mod.padding, str):
-                raise InvalidParameterError(
-                    f"PFP needs numeric padding in {cons.path!r}; got {mod.padding!r}")
-        s = channel_sensitivity(cons.weight.detach(), a, cons.kind, C, conv)
+        if i == 0:
+            s = plan.sens[0]
+        else:
+            s = channel_sensitivity(cons.weight.detach(), net.trace(S).inputs[i + 1], cons.kind, C,
+                                    _conv_args(cons, prod))
         tot = float(s.double().sum())
-        m = int(bernstein_sample_size(tot, eps=eps, delta=delta, eta=eta, K=K))
+        m = int(bernstein_sample_size(tot, eps=eps, delta=plan.delta, eta=eta, K=plan.K))
         keep, scale = channel_step(s, m, g)
         wc = cons.weight.detach()
         shape = (wc.shape[0], C, -1)
@@ -83,8 +148,8 @@ def pfp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int | 
         mask_p = keep.reshape((-1,) + (1,) * (wp.dim() - 1)).expand_as(wp).to(wp.dtype)
         set_layer(net, i, wp, mask_p)
         m_l[i], s_l[i] = m, tot
-    return finish(net, before, method="pfp", eps=eps, delta=delta, eps_l=[eps] * (L - 1) + [0.0],
-                  delta_l=[delta / eta] * L, m_l=m_l, s_l=s_l,
-                  extra={"eta": eta, "K": K, "n_points_used": int(S.shape[0]),
+    return finish(net, plan.before, method="pfp", eps=eps, delta=plan.delta, eps_l=[eps] * (L - 1) + [0.0],
+                  delta_l=[plan.delta / eta] * L, m_l=m_l, s_l=s_l,
+                  extra={"eta": eta, "K": plan.K, "n_points_used": int(S.shape[0]),
                          "channels_kept": [int((ly.weight.reshape(ly.fan_out, -1) != 0).any(1).sum())
                                            for ly in net.layers]})

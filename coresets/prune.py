@@ -1,9 +1,12 @@
 """One entry point for every coreset method, and the plumbing the methods share.
 
 ``prune(module, data, method=..., eps=...)`` returns ``(pruned_copy, Guarantee)``; with ``keep_ratio`` instead
-of ``eps`` the sample-size formula is inverted: ``eps`` is found by bisection (in log-space, on a fixed seed)
-so that the achieved fraction of kept non-zero weights is as close as possible to ``keep_ratio`` (the kept
-fraction is non-increasing in ``eps`` up to sampling noise; the closest evaluated ``eps`` is returned).
+of ``eps`` the sample-size formula is inverted without re-pruning for CoreNet, SiPP and PFP: their
+sensitivities are computed once, ``eps`` is solved on the expected kept fraction
+(:mod:`prunebound.coresets.keep_ratio`), and one pruning pass runs at that ``eps`` -- its result is exactly
+``method(eps=that eps, seed=seed)``. Data-independent coresets (cheap, no data) keep a bisection on ``log eps``
+with one pass per step. CoreNet with ``keep_ratio`` allocates the error uniformly across layers
+(``propagate=False`` unless given; its certified end-to-end ``eps`` is in ``extra["eps_end_to_end"]``).
 
 Plumbing: :func:`prepare` validates arguments and deep-copies the module (the input is never modified);
 :func:`set_layer` writes a reweighted weight into ``weight_orig`` and the mask through
@@ -92,19 +95,24 @@ def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor
 
 
 def finish(net: Network, before: int, *, method: str, eps: float | None, delta: float,
-           eps_l, delta_l, m_l, s_l, guaranteed: bool = True, extra: dict | None = None
-           ) -> tuple[nn.Module, Guarantee]:
-    """Make sure every layer carries a mask, count kept weights and build the :class:`Guarantee`."""
+           eps_l, delta_l, m_l, s_l, guaranteed: bool = True, extra: dict | None = None,
+           relative: bool = True, eps_certified: float | None = None) -> tuple[nn.Module, Guarantee]:
+    """Make sure every layer carries a mask, count kept weights and build the :class:`Guarantee`.
+
+    For a relative-error statement (``relative``) an end-to-end ``eps`` (``eps_certified`` when the method's
+    certified error differs from its ``eps`` parameter) ``>= 1`` is vacuous: ``guaranteed=False``."""
     for ly in net.layers:
         if not is_pruned(ly.module):
             apply_masks(net, {ly.path: torch.ones_like(ly.weight)})
     refresh_masked_weights(net.module)  # detached cached weights: the result can be deep-copied
     kept = sum(int((ly.weight != 0).sum()) for ly in net.layers)
+    e_cert = eps if eps_certified is None else eps_certified
+    vacuous = bool(relative and e_cert is not None and e_cert >= 1.0)
     g = Guarantee(method=method, eps=None if eps is None else float(eps), delta=float(delta),
                   layers=tuple(ly.path for ly in net.layers), eps_per_layer=tuple(float(e) for e in eps_l),
                   delta_per_layer=tuple(float(d) for d in delta_l), sample_sizes=tuple(int(v) for v in m_l),
                   total_sensitivity=tuple(float(v) for v in s_l), keep_ratio=kept / before, kept=kept,
-                  total=before, guaranteed=guaranteed, extra=dict(extra or {}))
+                  total=before, guaranteed=guaranteed and not vacuous, extra=dict(extra or {}), vacuous=vacuous)
     return net.module, g
 
 
@@ -115,11 +123,14 @@ def _methods() -> dict[str, Callable]:
     from prunebound.coresets.pfp import pfp
     from prunebound.coresets.sipp import sipp
 
-    return {"corenet": corenet, "data_independent": data_independent, "sipp": sipp, "pfp": pfp,
+    def sipp_abs(*a, **k):
+        return sipp(*a, sensitivity="abs", **k)
+
+    return {"corenet": corenet, "data_independent": data_independent, "sipp": sipp, "sipp_abs": sipp_abs, "pfp": pfp,
             "uniform": uniform, "magnitude": magnitude_layerwise, "magnitude_global": magnitude_global}
 
 
-METHODS = ("corenet", "data_independent", "sipp", "pfp", "uniform", "magnitude", "magnitude_global")
+METHODS = ("corenet", "data_independent", "sipp", "sipp_abs", "pfp", "uniform", "magnitude", "magnitude_global")
 _BASELINES = ("uniform", "magnitude", "magnitude_global")
 
 
@@ -148,6 +159,65 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
     if eps is not None:
         return fn(module, data, eps=eps, delta=delta, seed=seed, **kw)
     check_probability("keep_ratio", keep_ratio, open_right=False)
+    if method == "corenet":
+        kw.setdefault("propagate", False)  # uniform eps_l at a size budget (see corenet's docstring)
+    planner = _planners().get(method)
+    if method == "sipp" and kw.get("sensitivity", "signed") == "signed":
+        from prunebound.coresets.sipp import sipp_budget_search
+
+        best = sipp_budget_search(module, data, keep_ratio=keep_ratio, delta=delta, seed=seed, **kw)
+    elif planner is not None:
+        best = _search_with_plan(fn, planner, module, data, keep_ratio=keep_ratio, delta=delta, seed=seed,
+                                 eps_range=eps_range, iters=iters, **kw)
+    else:
+        best = _bisect(fn, module, data, keep_ratio=keep_ratio, delta=delta, seed=seed, eps_range=eps_range,
+                       iters=iters, **kw)
+    if abs(best[1].keep_ratio - keep_ratio) > 0.05:
+        warnings.warn(
+            f"coresets.prune({method!r}): keep_ratio={keep_ratio} is not reachable; the closest achieved keep ratio "
+            f"is {best[1].keep_ratio:.3f} (e.g. CoreNet keeps layers on signed inputs dense, and sampling with "
+            f"replacement saturates). Check Guarantee.keep_ratio before using the result.",
+            stacklevel=2,
+        )
+    return best
+
+
+def _planners() -> dict[str, Callable]:
+    from prunebound.coresets.corenet import corenet_plan
+    from prunebound.coresets.pfp import pfp_plan
+    from prunebound.coresets.sipp import sipp_plan
+
+    def sipp_abs_plan(*a, **k):
+        return sipp_plan(*a, sensitivity="abs", **k)
+
+    return {"corenet": corenet_plan, "sipp": sipp_plan, "sipp_abs": sipp_abs_plan, "pfp": pfp_plan}
+
+
+def _search_with_plan(fn, planner, module, data, *, keep_ratio, delta, seed, eps_range, iters, tol=0.01, **kw):
+    """Sensitivities once (``planner``), ``eps`` from the expected kept fraction (:func:`solve_eps`), then one
+    pruning pass at that ``eps``; if the realised keep ratio misses by more than ``tol``, the target of the
+    expected-count search is shifted by the miss (at most twice) and the closest pass is kept."""
+    from prunebound.coresets.keep_ratio import solve_eps
+
+    plan = planner(module, data, delta=delta, seed=seed, **kw)
+    best, target, tried = None, keep_ratio, set()
+    for _ in range(3):
+        eps = solve_eps(plan.kept_fraction, target, eps_range=eps_range, maxiter=2 * iters)
+        if eps in tried:
+            break
+        tried.add(eps)
+        out = fn(module, data, eps=eps, delta=delta, seed=seed, _allow_large_eps=True, _plan=plan, **kw)
+        r = out[1].keep_ratio
+        if best is None or abs(r - keep_ratio) < abs(best[1].keep_ratio - keep_ratio):
+            best = out
+        if abs(r - keep_ratio) <= tol:
+            break
+        target = min(1.0, max(1e-9, target + (keep_ratio - r)))
+    return best
+
+
+def _bisect(fn, module, data, *, keep_ratio, delta, seed, eps_range, iters, **kw):
+    """Bisection on ``log eps`` with one full pruning pass per step (methods without a plan)."""
     lo, hi = math.log(eps_range[0]), math.log(eps_range[1])
     best = None
     for _ in range(iters):
@@ -160,11 +230,4 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
             lo = mid  # keeps too much: loosen eps
         else:
             hi = mid
-    if abs(best[1].keep_ratio - keep_ratio) > 0.05:
-        warnings.warn(
-            f"coresets.prune({method!r}): keep_ratio={keep_ratio} is not reachable; the closest achieved keep ratio "
-            f"is {best[1].keep_ratio:.3f} (e.g. CoreNet keeps layers on signed inputs dense, and sampling with "
-            f"replacement saturates). Check Guarantee.keep_ratio before using the result.",
-            stacklevel=2,
-        )
     return best

@@ -1,8 +1,8 @@
 """Sensitivities: how much one edge, neuron or filter can contribute to a unit's pre-activation.
 
-All functions are vectorised over weights and neurons; the only Python loop runs over *data points* (one
-``fan_out x fan_in`` outer product per point into a reused buffer), so time grows linearly with the parameter
-count and memory stays at two weight-sized buffers.
+All functions are vectorised over weights and neurons; the only Python loops run over cache-sized blocks of
+rows and chunks of data points, so time grows linearly with the parameter count and memory stays at two
+weight-sized buffers.
 
 * :func:`edge_sensitivity` -- CoreNet's empirical sensitivity (Baykal et al., ICLR 2019, Algorithm 2
   "SPARSIFY", line 2): for neuron ``i``, the positive-weight edges ``W+_i = {j : w_ij > 0}`` and the
@@ -10,7 +10,8 @@ count and memory stays at two weight-sized buffers.
 
       s_ij = max_{x in S}  w_ij a_j(x) / sum_{k in W+_i} w_ik a_k(x)        (a(x) >= 0, i.e. after a ReLU)
 
-  (and the same with ``-w`` on ``W-_i``).  Edges with zero weight get sensitivity 0.
+  (and the same with ``-w`` on ``W-_i``).  Edges with zero weight get sensitivity 0.  Signed inputs are
+  split into their positive and negative parts, each a non-negative point of its own (:func:`signed_split`).
 * :func:`abs_edge_sensitivity` -- SiPP's sensitivity (Baykal et al. 2021/2022, "SiPPing neural networks",
   Sec. 3): ``s_ij = max_{x in S} |w_ij a_j(x)| / sum_k |w_ik a_k(x)|``, valid for signed inputs.
 * :func:`channel_sensitivity` -- PFP's filter/neuron sensitivity (Liebenwein et al., ICLR 2020, Sec. 2,
@@ -42,6 +43,7 @@ from prunebound.errors import DataError, InvalidParameterError
 
 __all__ = [
     "edge_sensitivity",
+    "signed_split",
     "abs_edge_sensitivity",
     "edge_sensitivity_naive",
     "channel_sensitivity",
@@ -65,38 +67,53 @@ def _check_inputs(weight: torch.Tensor, inputs: torch.Tensor) -> None:
         raise DataError("weight or inputs contain NaN/inf")
 
 
+_BLOCK_ELEMS = 2**15  # weights per row block (fits in L1/L2 with the per-chunk temporary)
+
+
 def _max_ratio(w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """``max_x w_ij a_j(x) / sum_k w_ik a_k(x)`` for non-negative ``w`` (out, in) and ``a`` (S, in).
 
     Uses ``max_x w_ij a_j(x) / d_i(x) = w_ij * max_x a_j(x) / d_i(x)``; a zero denominator contributes 0.
+    Cache-blocked: rows in blocks of ``~2^15 / fan_in``, points in chunks of 8 (a ``(8, rows, fan_in)``
+    temporary reduced by ``amax``), so the running maximum stays in cache.
     """
     denom = a @ w.T  # (S, out)
     tiny = torch.finfo(denom.dtype).tiny
     inv = torch.where(denom > 0, 1.0 / denom.clamp_min(tiny), torch.zeros_like(denom))
+    out, n = w.shape
+    rows = max(1, _BLOCK_ELEMS // max(n, 1))
+    chunk = 8
     best = torch.zeros_like(w)
-    tmp = torch.empty_like(w)
-    # one (out, in) outer product per point into a reused buffer: cache-friendly, no large temporaries
-    for x in range(a.shape[0]):
-        torch.mul(inv[x][:, None], a[x][None, :], out=tmp)
-        torch.maximum(best, tmp, out=best)
+    for r0 in range(0, out, rows):
+        b = best[r0 : r0 + rows]
+        ib = inv[:, r0 : r0 + rows]
+        for c0 in range(0, a.shape[0], chunk):
+            t = (ib[c0 : c0 + chunk, :, None] * a[c0 : c0 + chunk, None, :]).amax(0)
+            torch.maximum(b, t, out=b)
     return best * w
+
+
+def signed_split(inputs: torch.Tensor) -> torch.Tensor:
+    """``[a+; a-]``: every point ``a`` becomes two non-negative points ``a+ = max(a, 0)``, ``a- = max(-a, 0)``
+    (``a = a+ - a-``); for non-negative inputs the inputs are returned unchanged."""
+    if not bool((inputs < 0).any()):
+        return inputs
+    return torch.cat([inputs.clamp_min(0), (-inputs).clamp_min(0)])
 
 
 def edge_sensitivity(weight: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """CoreNet empirical sensitivities (see module docstring), shape ``(fan_out, fan_in)``.
 
-    ``inputs`` are the layer's inputs on the sensitivity batch S (``(|S|, fan_in)``) and must be >= 0
-    (CoreNet assumes ReLU activations feed the layer). The entry ``s_ij`` is relative to the sign group of
-    ``w_ij``, so ``s[w > 0]`` summed over a row is the total sensitivity of ``W+_i``.
+    ``inputs`` are the layer's inputs on the sensitivity batch S (``(|S|, fan_in)``). The entry ``s_ij`` is
+    relative to the sign group of ``w_ij``, so ``s[w > 0]`` summed over a row is the total sensitivity of
+    ``W+_i``. Signed inputs (a first layer on raw data) are split, ``a = a+ - a-``: the maximum runs over the
+    ``2|S|`` non-negative points ``a+(x), a-(x)`` (:func:`signed_split`), so one importance sample serves
+    both non-negative problems ``sum_j w_ij a+_j`` and ``sum_j w_ij a-_j`` that share the weights (see
+    :mod:`prunebound.coresets.corenet`). For non-negative inputs this is exactly CoreNet's definition.
     """
     _check_inputs(weight, inputs)
-    if bool((inputs < 0).any()):
-        raise InvalidParameterError(
-            "edge_sensitivity (CoreNet) needs non-negative layer inputs (post-ReLU); got negative entries. "
-            "Use abs_edge_sensitivity (SiPP) for signed inputs"
-        )
     w = weight.detach()
-    a = inputs.detach().to(w.dtype)
+    a = signed_split(inputs.detach().to(w.dtype))
     return _max_ratio(w.clamp_min(0), a) + _max_ratio((-w).clamp_min(0), a)
 
 
@@ -111,7 +128,7 @@ def edge_sensitivity_naive(weight: torch.Tensor, inputs: torch.Tensor) -> torch.
     """Reference implementation of :func:`edge_sensitivity`: a Python loop over neurons (slow)."""
     _check_inputs(weight, inputs)
     w = weight.detach()
-    a = inputs.detach().to(w.dtype)
+    a = signed_split(inputs.detach().to(w.dtype))
     s = torch.zeros_like(w)
     for i in range(w.shape[0]):
         for sign in (1.0, -1.0):

@@ -102,10 +102,56 @@ def test_deterministic_given_seed():
         assert torch.equal(ka, kb)
 
 
-def test_first_layer_on_signed_inputs_stays_dense():
+def test_first_layer_on_signed_inputs_is_pruned():
     m = mlp(6, [24], 3, seed=0)
     _, g = corenet(m, torch.randn(100, 6), eps=0.9, seed=0, use_kappa=False, K=0.01)
-    assert g.extra["dense_layers"] == ["0"] and g.eps_per_layer[0] == 0.0
+    assert g.extra["signed_input_layers"] == ["0"] and g.eps_per_layer[0] > 0.0
+    assert g.sample_sizes[0] > 0
+
+
+def _signed_failures(m_scale: float, *, R: int, seed: int, eps=0.5, delta=0.05, n=3000):
+    """R independent SPARSIFY runs of one first-layer neuron on signed inputs, each checked on a fresh input
+    against ``eps * sum_j |w_j a_j(x)|``; delta halved in the sample size as corenet does for such layers."""
+    g = make_generator(seed)
+    w = torch.randn(1, n, generator=g, dtype=torch.float64)
+
+    def signed(k):
+        return torch.randn(k, n, generator=g, dtype=torch.float64)
+
+    new, _, m, _ = sparsify_layer(w.repeat(R, 1), signed(60), eps=eps, delta=delta / 2, eta=1, K=1.0,
+                                  generator=g, m_scale=m_scale)
+    x = signed(R)
+    err = ((new - w) * x).sum(1).abs() / (w * x).abs().sum(1)
+    return int((err > eps).sum()), int(m.max())
+
+
+@pytest.mark.statistical
+def test_eps_delta_guarantee_first_layer_signed_inputs_held_out():
+    R = 2000 if FULL else 300
+    v, m = _signed_failures(1.0, R=R, seed=10)
+    assert m < 1500  # not trivial: far fewer samples than edges in a sign group
+    assert binomial_upper_pvalue(v, R, 0.05) > 0.01
+
+
+@pytest.mark.statistical
+def test_first_layer_guarantee_test_catches_a_broken_sampler():
+    R = 2000 if FULL else 300
+    v, m = _signed_failures(1.0 / 400, R=R, seed=11)  # the theorem's m is conservative: 1/400 breaks
+    assert m < 5 and binomial_upper_pvalue(v, R, 0.05) < 0.01
+
+
+def test_vacuous_eps_is_not_guaranteed_and_says_so():
+    m = mlp(6, [40, 30], 3, seed=0)
+    x = torch.randn(200, 6)
+    from prunebound.coresets import prune
+
+    _, g = prune(m, x, method="corenet", keep_ratio=0.3, seed=0)
+    assert g.eps >= 1.0  # this keep ratio needs a relative error beyond 1 on this net
+    assert g.vacuous and not g.guaranteed
+    assert "VACUOUS" in g.summary() and "no guarantee" in g.summary()
+    assert g.to_dict()["vacuous"] is True
+    _, h = corenet(m, x, eps=0.5, seed=0)
+    assert not h.vacuous and h.guaranteed and "VACUOUS" not in h.summary()
 
 
 def test_later_layers_see_sparsified_earlier_layers(monkeypatch):

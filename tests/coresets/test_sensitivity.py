@@ -9,7 +9,7 @@ from prunebound.coresets.sensitivity import (
     edge_sensitivity_naive,
     neuron_sensitivity_data_independent,
 )
-from prunebound.errors import DataError, InvalidParameterError
+from prunebound.errors import DataError
 
 
 def test_vectorised_matches_naive_loop():
@@ -40,11 +40,19 @@ def test_hand_built_family_has_analytic_total_sensitivity():
         assert float(s.sum()) == pytest.approx(1 + alpha * (n - 1), rel=1e-12)
 
 
-def test_corenet_rejects_negative_inputs_but_sipp_accepts():
-    w = torch.randn(3, 4)
-    a = torch.randn(5, 4)
-    with pytest.raises(InvalidParameterError):
-        edge_sensitivity(w, a)
+def test_corenet_splits_signed_inputs_and_sipp_abs_variant():
+    w = torch.tensor([[2.0, -1.0, 3.0]], dtype=torch.float64)
+    a = torch.tensor([[1.0, -2.0, -1.0], [-1.0, 1.0, 2.0]], dtype=torch.float64)
+    # hand-computed: a+ points (1,0,0), (0,1,2); a- points (0,2,1), (1,0,0)
+    # W+ = {0: 2, 2: 3}: ratios (1,0,0)->(1, 0); (0,1,2)->(0, 1); (0,2,1)->(0, 1); (1,0,0)->(1, 0)
+    # W- = {1: 1}: the single edge always has ratio 1 where its input is non-zero
+    torch.testing.assert_close(edge_sensitivity(w, a), torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64))
+    w2, a2 = torch.randn(3, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(edge_sensitivity(w2, a2), edge_sensitivity_naive(w2, a2))
+    # the split equals CoreNet's definition on the 2|S| non-negative points
+    split = torch.cat([a2.clamp_min(0), (-a2).clamp_min(0)])
+    torch.testing.assert_close(edge_sensitivity(w2, a2), edge_sensitivity(w2, split))
+    w, a = torch.randn(3, 4), torch.randn(5, 4)
     s = abs_edge_sensitivity(w, a)
     ref = (w.abs()[None] * a.abs()[:, None]) / (a.abs() @ w.abs().T)[..., None]
     torch.testing.assert_close(s, ref.amax(0))

@@ -13,14 +13,20 @@ def _setup():
     return mlp(5, [40], 2, seed=1), torch.randn(200, 5)
 
 
-def test_rand_prunes_first_layer_on_signed_inputs_and_is_unbiased():
+# the abs variant with a tiny Bernstein K; the published (signed) one at a large eps: both really prune here
+KW = {"abs": {"sensitivity": "abs", "K": 0.01, "eps": 0.99},
+      "signed": {"sensitivity": "signed", "eps": 30.0, "_allow_large_eps": True}}
+
+
+@pytest.mark.parametrize("variant", ["abs", "signed"])
+def test_rand_prunes_first_layer_on_signed_inputs_and_is_unbiased(variant):
     # the first layer sees the raw (signed) inputs; its pre-activation must be unbiased over resamples
     m, x = _setup()
     x0 = x[:1]
     z0 = Network.from_module(m).trace(x0).preacts[0][0]
     zs = []
     for seed in range(300):
-        p, g = sipp(m, x, eps=0.99, delta=0.5, seed=seed, K=0.01, n_points=50)
+        p, g = sipp(m, x, delta=0.5, seed=seed, n_points=50, **KW[variant])
         zs.append(Network.from_module(p).trace(x0).preacts[0][0])
     zs = torch.stack(zs)
     assert g.keep_ratio < 1.0 and g.sample_sizes[0] > 0
@@ -28,9 +34,10 @@ def test_rand_prunes_first_layer_on_signed_inputs_and_is_unbiased():
     assert stats.ttest_1samp(zs[:, 0].numpy(), float(z0[0])).pvalue > 1e-3
 
 
-def test_det_keeps_most_sensitive_edges_without_reweighting():
+@pytest.mark.parametrize("variant", ["abs", "signed"])
+def test_det_keeps_most_sensitive_edges_without_reweighting(variant):
     m, x = _setup()
-    p, g = sipp(m, x, eps=0.99, delta=0.5, seed=0, K=0.01, variant="det")
+    p, g = sipp(m, x, delta=0.5, seed=0, variant="det", **KW[variant])
     for a, b in zip(Network.from_module(p).layers, Network.from_module(m).layers):
         kept = a.weight != 0
         torch.testing.assert_close(a.weight[kept], b.weight[kept])
@@ -39,7 +46,9 @@ def test_det_keeps_most_sensitive_edges_without_reweighting():
 
 def test_smaller_eps_keeps_more():
     m, x = _setup()
-    r = [sipp(m, x, eps=e, delta=0.1, seed=0, K=0.01)[1].keep_ratio for e in (0.9, 0.3, 0.1)]
+    r = [sipp(m, x, eps=e, delta=0.1, seed=0, K=0.01, sensitivity="abs")[1].keep_ratio for e in (0.9, 0.3, 0.1)]
+    assert r[0] < r[1] <= r[2]
+    r = [sipp(m, x, eps=e, delta=0.1, seed=0, _allow_large_eps=True)[1].keep_ratio for e in (9.0, 3.0, 1.0)]
     assert r[0] < r[1] <= r[2]
 
 
