@@ -31,13 +31,15 @@ Structured methods (``apoz``, ``neuron_merging``, ``lasso_channel``) remove a fr
 every hidden layer; ``u`` is chosen by :func:`unit_sparsity_for` so that the resulting *weight* sparsity is the
 closest achievable to ``s`` (removing a neuron removes its row and the next layer's column). Coreset methods
 (``corenet``, ``sipp``, ``pfp``, ``data_independent``, ``uniform``) are called as
-``prunebound.coresets.prune(model, train, method=..., keep_ratio=1 - s)`` (``eps`` found by bisection; at
+``prunebound.coresets.prune(model, train, method=..., keep_ratio=1 - s)`` (``eps`` solved on cached sensitivities; at
 ``s = 0`` the dense network itself, which every coreset method returns exactly when it keeps every weight).
 
 The x position of a point is the *measured* sparsity (mean over seeds): unstructured classic methods meet
-``s`` to the weight, structured ones up to one neuron, coreset samplers up to the bisection's resolution --
-and CoreNet keeps the first layer dense when its inputs are signed (MNIST-1D; see
-:mod:`prunebound.coresets.corenet`), so its sparsity saturates (at ~0.72 for LeNet-300-100 on MNIST-1D).
+``s`` to the weight, structured ones up to one neuron, coreset samplers up to the keep-ratio search's
+resolution.  CoreNet prunes every layer (signed inputs are split into ``a+ - a-``) with one ``eps`` per layer
+at a keep ratio; PFP removes whole neurons (structured), so at equal weight sparsity it loses more accuracy
+than the unstructured methods, as structured pruning does; SiPP is the randomized (sampling) variant, whose
+reweighting variance costs accuracy without retraining.  The caption says so.
 The CSV lists requested and measured sparsity for every point, one row per (method, sparsity, protocol).
 """
 
@@ -356,8 +358,10 @@ def caption(results: list[dict]) -> Caption:
     model = f"MLP {r0['d_in']}-{'-'.join(map(str, t0['widths']))}-{r0['n_classes']}, SGD {t0['epochs']} epochs"
     data = "scikit-learn digits" if t0["dataset"] == "digits" else "MNIST-1D"
     extra = "x: measured sparsity (mean over seeds)."
-    if any(r["trial"]["method"] == "corenet" for r in results):
-        extra += " CoreNet keeps layers with signed inputs dense, so its other layers are pruned harder."
+    if any(r["trial"]["method"] == "pfp" for r in results):
+        extra += " PFP removes whole neurons (structured), so it trails unstructured methods at equal sparsity."
+    if any(r["trial"]["method"] == "sipp" for r in results):
+        extra += " SiPP: randomized variant (sampling variance, no retraining in the left panel)."
     return Caption(model=model, data=data, n=r0["n_train"], n_test=r0["n_test"], seeds=seeds,
                    bands=se_bands(seeds), protocols=tuple(prot[p] for p in panels), extra=extra)
 
