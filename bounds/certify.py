@@ -31,7 +31,7 @@ from torch import nn
 from prunebound.bounds.compression_bound import monte_carlo_error, occam_certificate, zhou2019_certificate
 from prunebound.bounds.pac_bayes import kl_bound, kl_gaussians, sample_convergence_bound, split_delta
 from prunebound.certificate import BoundTerms, Certificate, certifiers, make_certificate, register_certifier
-from prunebound.data import Dataset
+from prunebound.data import Dataset, as_dataset
 from prunebound.errors import InvalidParameterError, check_positive, check_positive_int, check_probability
 from prunebound.network import Network, architecture, build_architecture, to_vector
 
@@ -187,4 +187,4 @@ def certify(
     if method not in reg:
         raise InvalidParameterError(f"unknown certification method {method!r}; known methods: {sorted(reg)}")
     check_probability("delta", delta)
-    return reg[method](module, data, delta=delta, seed=seed, **params)
+    return reg[method](module, as_dataset(data), delta=delta, seed=seed, **params)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from prunebound.coresets.guarantee import Guarantee
-from prunebound.data import Dataset
+from prunebound.data import Dataset, as_dataset
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
@@ -43,7 +43,7 @@ def _inputs_of(data) -> torch.Tensor:
         if not bool(torch.isfinite(data).all()):
             raise DataError("data contains NaN or inf")
         return data
-    raise DataError(f"data must be a prunebound Dataset or a tensor of inputs; got {type(data).__name__}")
+    return as_dataset(data).x  # (x, y) tensors or a DataLoader; anything else: DataError
 
 
 def prepare(module: nn.Module, data, *, eps: float | None, delta: float

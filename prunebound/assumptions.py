@@ -27,7 +27,8 @@ __all__ = ["chain_violation", "require_relu_chain", "require_bias_free_relu_mlp"
 
 RELU_CHAIN = ("a single chain of weighted layers with exactly one ReLU between consecutive layers and none after "
               "the last (no branches, residual adds, concatenations, shared layers or other activations)")
-BIAS_FREE_MLP = "a bias-free fully-connected ReLU network (Linear layers without bias, ReLU between them)"
+BIAS_FREE_MLP = ("a bias-free fully-connected ReLU network (Linear layers without bias or with zero bias, ReLU "
+                 "between them)")
 NONNEG_INPUTS = ("non-negative layer inputs (each pruned layer's input is a ReLU output, possibly through "
                  "pooling, reshapes, dropout, add or cat of non-negative tensors)")
 
@@ -97,9 +98,9 @@ def require_bias_free_relu_mlp(net: Network, *, method: str) -> None:
     """Raise :class:`AssumptionError` unless ``net`` is a bias-free fully-connected ReLU chain."""
     require_relu_chain(net, method=method, linear_only=True)
     for ly in net.layers:
-        if ly.bias is not None:
+        if ly.bias is not None and bool((ly.bias != 0).any()):
             raise AssumptionError(method, BIAS_FREE_MLP, net.graph.describe(ly.node),
-                                  "the layer has a bias (build it with bias=False)")
+                                  "the layer has a non-zero bias (build it with bias=False)")
 
 
 def require_nonnegative_inputs(net: Network, *, method: str, skip_first: bool = True) -> None:

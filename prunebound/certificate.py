@@ -210,6 +210,9 @@ class VerifyReport:
 
 def verify(cert: Certificate, model: nn.Module, data, *, rtol: float = 1e-9, atol: float = 1e-12) -> VerifyReport:
     """Recompute ``cert`` from ``model`` and ``data`` and report every difference (hashes, value, terms)."""
+    from prunebound.data import as_dataset
+
+    data = as_dataset(data)
     diffs: list[str] = []
     msha = model_sha256(model)
     if msha != cert.model_sha256:

@@ -357,6 +357,7 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
     if solver not in ("batched", "per_weight"):
         raise InvalidParameterError(f"solver must be 'batched' or 'per_weight'; got {solver!r}")
     t0 = time.perf_counter()
+    Network.from_module(target).require_bias_free_relu_mlp(method=f"strong-LTH construction ({method})")
     ws = target_weights(target)
     eps_w = per_weight_tolerance(ws, eps, radius)
     n_problems = sum(2 * w.numel() for w in ws)
