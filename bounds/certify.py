@@ -187,4 +187,5 @@ def certify(
     if method not in reg:
         raise InvalidParameterError(f"unknown certification method {method!r}; known methods: {sorted(reg)}")
     check_probability("delta", delta)
+    Network.from_module(module).require_parameters_in_layers(method=f"certify(method={method!r})")
     return reg[method](module, as_dataset(data), delta=delta, seed=seed, **params)

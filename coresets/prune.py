@@ -57,6 +57,10 @@ def prepare(module: nn.Module, data, *, eps: float | None, delta: float
     check_finite_module(module)
     x = _inputs_of(data) if data is not None else None
     net = Network.from_module(clone(module))
+    for ly in net.layers:
+        if ly.groups != 1:
+            raise UnsupportedLayerError(f"coresets: layer {ly.path!r} is a grouped convolution (groups={ly.groups}); "
+                                        "the sensitivity sampling here assumes groups=1")
     before = sum(int((ly.weight != 0).sum()) for ly in net.layers)
     if before == 0:
         raise InvalidParameterError("module has no non-zero weights; nothing to prune")

@@ -22,8 +22,8 @@ from prunebound.errors import AssumptionError
 if TYPE_CHECKING:
     from prunebound.network import Network
 
-__all__ = ["chain_violation", "require_relu_chain", "require_bias_free_relu_mlp", "require_nonnegative_inputs",
-           "RELU_CHAIN", "BIAS_FREE_MLP", "NONNEG_INPUTS"]
+__all__ = ["chain_violation", "require_chain", "require_relu_chain", "require_bias_free_relu_mlp",
+           "require_nonnegative_inputs", "RELU_CHAIN", "BIAS_FREE_MLP", "NONNEG_INPUTS", "CHAIN"]
 
 RELU_CHAIN = ("a single chain of weighted layers with exactly one ReLU between consecutive layers and none after "
               "the last (no branches, residual adds, concatenations, shared layers or other activations)")
@@ -50,6 +50,21 @@ def chain_violation(net: Network) -> tuple[str, str] | None:
         if ly.shared:
             return f"layer {ly.path!r}", f"the module is called {len(ly.calls)} times (weight tying)"
     return None
+
+
+CHAIN = ("a single chain of weighted layers, each unit read only by the next weighted layer (no branches, "
+         "residual adds, concatenations, shared layers or grouped convolutions)")
+
+
+def require_chain(net: Network, *, method: str) -> None:
+    """Raise :class:`AssumptionError` unless the graph is one path of ungrouped layers (structured unit removal:
+    a unit's outgoing weights are the columns of the next weighted layer)."""
+    bad = chain_violation(net)
+    if bad is not None:
+        raise AssumptionError(method, CHAIN, bad[0], bad[1])
+    for ly in net.layers:
+        if ly.groups != 1:
+            raise AssumptionError(method, CHAIN, net.graph.describe(ly.node), f"groups={ly.groups}")
 
 
 def require_relu_chain(net: Network, *, method: str, linear_only: bool = False, allow_grouped: bool = False

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torch.nn.utils.prune as tprune
 from torch import nn
 
-__all__ = ["ReferenceModel", "reference_models"]
+__all__ = ["ReferenceModel", "reference_models", "Cell", "method_matrix", "method_names", "format_matrix"]
 
 
 class FunctionalMLP(nn.Module):
@@ -211,3 +211,131 @@ def reference_models() -> list[ReferenceModel]:
         ReferenceModel("sequential_subclass_residual", SequentialResidual, (8,)),
         ReferenceModel("bias_free_mlp", _bias_free_mlp, (8,)),
     ]
+
+
+# ---------------------------------------------------------------------- the method × model matrix
+@dataclass(frozen=True)
+class Cell:
+    """One method on one model: ``status`` is ``"works"``, ``"refuses"`` (a documented
+    :class:`~prunebound.errors.PruneboundError`; ``reason`` is its message) or ``"BUG"`` (anything else)."""
+
+    method: str
+    model: str
+    status: str
+    reason: str = ""
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "model": self.model, "status": self.status, "reason": self.reason,
+                "error": self.error}
+
+
+def _kw(fn: Callable, **candidates) -> dict:
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in candidates.items() if k in params}
+
+
+def _methods() -> dict[str, Callable]:
+    """name → ``f(module, data)``, with budgets small enough for a conformance run."""
+    from prunebound import bounds  # noqa: F401 - registers the certifiers
+    from prunebound.bounds.certify import certify
+    from prunebound.bounds.subspace import subspace_compress
+    from prunebound.coding import quantize_module
+    from prunebound.coresets import METHODS as CORESETS
+    from prunebound.coresets import prune as coreset_prune
+    from prunebound.network import clone
+    from prunebound.pruning import REGISTRY
+    from prunebound.subnet_search.construct import construct_ticket
+
+    out: dict[str, Callable] = {}
+    cert_params = {
+        "occam": {},
+        "zhou2019": {"sigmas": (0.1,), "taus": (0.1,), "mc_samples": 20},
+        "pac_bayes_gaussian": {"sigmas": (0.01,), "mc_samples": 20},
+        "arora2018": {},
+        "spectral_bartlett2017": {"gamma": 1.0},
+        "spectral_neyshabur2018": {"gamma": 1.0},
+        "coreset": {"compress": {"method": "corenet", "keep_ratio": 0.5}},
+    }
+    for name, params in cert_params.items():
+        out[f"certify:{name}"] = lambda m, d, name=name, params=params: certify(m, d, method=name, delta=0.05,
+                                                                                 seed=0, **params)
+
+    def _subspace(m, d):
+        res = subspace_compress(m, d, grid=((8, 4),), epochs=1, qat_epochs=1, batch_size=32, seed=0)
+        model = res.model if hasattr(res, "model") else res[0]
+        params = res.params if hasattr(res, "params") else res[1]
+        return certify(model, d, method="subspace", delta=0.05, seed=0, **params)
+
+    out["certify:subspace"] = _subspace
+    for name, fn in REGISTRY.items():
+        kw = _kw(fn, epochs=1, prune_epochs=1, rounds=1, iterations=1, n_samples=32, n_eval=64, n_hessian=32,
+                 delta_t=2, finetune_epochs=0, compare_random=False, batch_size=32, centroid_epochs=1,
+                 kmeans_iters=5)
+        out[f"pruning:{name}"] = lambda m, d, fn=fn, kw=kw: fn(m, d, sparsity=0.5, seed=0, **kw)
+    for name in CORESETS:
+        out[f"coresets:{name}"] = lambda m, d, name=name: coreset_prune(m, d, method=name, keep_ratio=0.5, seed=0)
+    out["quantize"] = lambda m, d: quantize_module(clone(m), bits=4, iters=5)
+    out["strong_lth:pensia"] = lambda m, d: construct_ticket(m, method="pensia", eps=0.5, seed=0, max_attempts=1)
+    return out
+
+
+def method_names() -> list[str]:
+    return list(_methods())
+
+
+def method_matrix(models: list[ReferenceModel] | None = None, methods: list[str] | None = None, *,
+                  n: int = 64) -> list[Cell]:
+    """Run every method on every reference model; each cell works, refuses clearly, or is a ``"BUG"``.
+
+    Data: ``n`` seeded Gaussian inputs labelled by the model's own prediction (3 classes).
+    """
+    import warnings
+
+    from prunebound.data import Dataset
+    from prunebound.errors import PruneboundError
+
+    table = _methods()
+    models = reference_models() if models is None else models
+    names = list(table) if methods is None else methods
+    cells: list[Cell] = []
+    for rm in models:
+        for meth in names:
+            m = rm.make()
+            x = rm.inputs(n)
+            with torch.no_grad():
+                y = m(x).argmax(1)
+            data = Dataset(x, y, name=rm.name, n_classes=3)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    table[meth](m, data)
+                cells.append(Cell(meth, rm.name, "works"))
+            except PruneboundError as e:
+                cells.append(Cell(meth, rm.name, "refuses", str(e).splitlines()[0], type(e).__name__))
+            except Exception as e:  # noqa: BLE001 - a raw error is exactly what the matrix must catch
+                cells.append(Cell(meth, rm.name, "BUG", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                                  type(e).__name__))
+    return cells
+
+
+def format_matrix(cells: list[Cell], *, width: int = 3) -> str:
+    """A Markdown table (methods × models: ``ok`` / ``no`` / ``BUG``) plus one line per distinct refusal."""
+    models = list(dict.fromkeys(c.model for c in cells))
+    methods = list(dict.fromkeys(c.method for c in cells))
+    by = {(c.method, c.model): c for c in cells}
+    mark = {"works": "ok", "refuses": "no", "BUG": "BUG"}
+    lines = ["| method | " + " | ".join(f"M{i + 1}" for i in range(len(models))) + " |",
+             "|---|" + "---|" * len(models)]
+    for meth in methods:
+        lines.append(f"| {meth} | " + " | ".join(mark[by[(meth, mo)].status] for mo in models) + " |")
+    lines.append("")
+    lines += [f"M{i + 1} = {mo}" for i, mo in enumerate(models)]
+    lines.append("")
+    lines.append("Refusals (method, model: reason):")
+    for c in cells:
+        if c.status != "works":
+            lines.append(f"- {c.method}, {c.model}: [{c.error}] {c.reason[:220]}")
+    return "\n".join(lines)

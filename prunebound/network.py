@@ -39,6 +39,7 @@ from torch import nn
 
 from prunebound import assumptions as _assume
 from prunebound.errors import (
+    AssumptionError,
     DataError,
     InvalidParameterError,
     UnsupportedLayerError,
@@ -316,11 +317,36 @@ class Network:
         """True when the dataflow is one path (no branch, add or cat) and no layer is shared."""
         return _assume.chain_violation(self) is None
 
+    @property
+    def extra_parameters(self) -> list[str]:
+        """Names of the module's parameters that belong to no weighted layer (e.g. a ``LayerNorm``'s affine
+        weights). Counts, flat vectors and codes cover the weighted layers only, so methods whose result must
+        describe the whole function check this (:meth:`require_parameters_in_layers`)."""
+        own = {id(p) for ly in self.layers for p in ly.module.parameters(recurse=False)}
+        return [n for n, p in self.module.named_parameters() if id(p) not in own]
+
+    def require_parameters_in_layers(self, *, method: str) -> Network:
+        """Refuse when a parameter lives outside the weighted layers (it would be missing from the code /
+        vector the method's theorem is about). Returns ``self``."""
+        extra = self.extra_parameters
+        if extra:
+            raise AssumptionError(method, "every trainable parameter lives in a Linear/Conv layer (the code or "
+                                  "parameter vector must describe the whole function)", f"parameter {extra[0]!r}",
+                                  f"{len(extra)} parameter(s) outside weighted layers; use non-affine LayerNorm "
+                                  "(elementwise_affine=False) or a method that refuses nothing here")
+        return self
+
     def check_finite(self) -> None:
         """Raise :class:`DataError` if any weight or bias is NaN/inf."""
         check_finite_module(self.module)
 
     # ------------------------------------------------------------------ assumptions (see prunebound.assumptions)
+    def require_chain(self, *, method: str) -> Network:
+        """Refuse unless the graph is one path of ungrouped weighted layers (no branch, add, cat or shared
+        layer): structured unit removal and layer-to-layer propagation need it. Returns ``self``."""
+        _assume.require_chain(self, method=method)
+        return self
+
     def require_relu_chain(self, *, method: str, linear_only: bool = False, allow_grouped: bool = False) -> Network:
         """Refuse unless the model is a chain of weighted layers with exactly one ReLU between consecutive ones
         and none after the last (Arora et al. 2018; spectral / norm bounds). Returns ``self``."""

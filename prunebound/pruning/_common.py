@@ -197,8 +197,13 @@ def make_report(
 
 
 # ---------------------------------------------------------------------------------------- structured removal
-def hidden_layers(net: Network) -> list[int]:
-    """Indices of the weighted layers whose units can be removed (every layer but the last)."""
+def hidden_layers(net: Network, method: str = "structured unit removal (apoz, neuron_merging, lasso_channel)"
+                  ) -> list[int]:
+    """Indices of the weighted layers whose units can be removed (every layer but the last).
+
+    Removing a unit masks the columns of the *next* weighted layer that read it, so the graph must be a chain
+    (:meth:`~prunebound.network.Network.require_chain`): no residual add, concatenation or shared layer."""
+    net.require_chain(method=method)
     return list(range(len(net.layers) - 1))
 
 
