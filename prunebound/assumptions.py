@@ -102,6 +102,10 @@ def require_relu_chain(net: Network, *, method: str, linear_only: bool = False, 
             where = "between weighted layers" if seen_first else "before the first weighted layer"
             raise AssumptionError(method, assumption, g.describe(n.name),
                                   f"{n.kind} {where}; allowed there: {', '.join(allowed)}")
+        if net.op_module(n.name) is None:
+            raise AssumptionError(method, assumption, g.describe(n.name),
+                                  f"functional {n.kind} with these arguments cannot be replayed as a layer; use the "
+                                  "torch.nn module instead")
         if n.kind == "relu":
             relus += 1
     if relus:

@@ -92,6 +92,7 @@ class GraphNode:
     path: str = ""
     module: nn.Module | None = field(default=None, repr=False, compare=False)
     args: tuple = field(default=(), repr=False, compare=False)
+    kwargs: tuple = field(default=(), repr=False, compare=False)  # sorted (name, value) pairs of constants
 
     @property
     def weighted(self) -> bool:
@@ -266,7 +267,8 @@ def capture(module: nn.Module) -> ModelGraph:
             args = (start, end)
         else:
             args = tuple(a for a in n.args[1:] if not isinstance(a, torch.fx.Node))
-        nodes.append(GraphNode(n.name, kind, _fn_name(target), tensor_in, "", None, args))
+        kwargs = tuple(sorted((k, v) for k, v in n.kwargs.items() if not isinstance(v, torch.fx.Node)))
+        nodes.append(GraphNode(n.name, kind, _fn_name(target), tensor_in, "", None, args, kwargs))
     if inp is None or out is None:
         raise UnsupportedLayerError(f"{type(module).__name__}.forward has no tensor input or no output")
     g = ModelGraph(tuple(nodes), out, inp)

@@ -110,6 +110,14 @@ def _equivalent_module(node: GraphNode) -> nn.Module | None:
         return nn.Flatten(*node.args)
     if node.kind in ("dropout", "identity"):
         return nn.Identity()
+    pools = {"maxpool1d": nn.MaxPool1d, "maxpool2d": nn.MaxPool2d, "avgpool1d": nn.AvgPool1d,
+             "avgpool2d": nn.AvgPool2d}
+    if node.kind in pools and len(node.args) <= 4 and node.target.startswith("torch.nn.functional"):
+        kw = {k: v for k, v in node.kwargs if k != "inplace"}
+        try:  # F.max_pool2d / F.avg_pool2d take (kernel_size, stride, padding, ...) in the module's order
+            return pools[node.kind](*node.args, **kw)
+        except TypeError:
+            return None
     return None
 
 
@@ -263,7 +271,8 @@ class Network:
             layers.append(Layer(j, first.path, first.kind, first.module, act, tuple(ops), first.name,
                                 tuple(c.name for c in ns), nn_in))
         self.layers: list[Layer] = layers
-        self._leaves = [(n.path or n.name, _equivalent_module(n)) for n in g.nodes if n.kind != "input"]
+        self._op_modules = {n.name: _equivalent_module(n) for n in g.nodes if n.kind != "input"}
+        self._leaves = [(n.path or n.name, self._op_modules[n.name]) for n in g.nodes if n.kind != "input"]
 
     @classmethod
     def from_module(cls, module: nn.Module | Network) -> Network:
@@ -290,6 +299,11 @@ class Network:
     @property
     def nodes(self) -> tuple[GraphNode, ...]:
         return self.graph.nodes
+
+    def op_module(self, name: str) -> nn.Module | None:
+        """The module that computes graph node ``name`` (the called submodule, or an equivalent module for a
+        functional op such as ``F.relu`` / ``F.max_pool2d``; ``None`` where there is none, e.g. ``add``)."""
+        return self._op_modules[name]
 
     def __len__(self) -> int:
         return len(self.layers)

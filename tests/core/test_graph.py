@@ -245,3 +245,33 @@ def test_capture_bare_layer_and_leaves_of_functional_chain():
 def test_errors_are_prunebound_errors():
     assert issubclass(AssumptionError, UnsupportedLayerError)
     assert issubclass(AssumptionError, PruneboundError)
+
+
+class _FunctionalPoolCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 4 * 4, 2)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.c1(x)), 2)
+        return self.fc(torch.flatten(h, 1))
+
+
+def test_functional_pooling_chain_replays_through_leaves():
+    from prunebound.bounds.norm_bounds import spectral_norms
+
+    m = _FunctionalPoolCNN()
+    net = N.Network.from_module(m)
+    net.require_relu_chain(method="spectral")
+    mods = [mod for _, mod in net.leaves]
+    assert isinstance(mods[2], nn.MaxPool2d) and mods[2].kernel_size == 2
+    x = torch.randn(3, 1, 8, 8)
+    h = x
+    for mod in mods:  # replay op by op equals the user's forward
+        h = mod(h)
+    torch.testing.assert_close(h, m(x))
+    seq = nn.Sequential(m.c1, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), m.fc)  # same weights, as a chain
+    got, want = spectral_norms(m, input_shape=(1, 8, 8)), spectral_norms(seq, input_shape=(1, 8, 8))
+    assert len(got) == 2
+    assert got == pytest.approx(want, rel=1e-9)
