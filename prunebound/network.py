@@ -717,6 +717,10 @@ def architecture(module: nn.Module) -> dict:
 
     Together with a state_dict it rebuilds the model via :func:`build_architecture` without pickle.
     """
+    if isinstance(module, nn.Sequential) and type(module).forward is not nn.Sequential.forward:
+        raise UnsupportedLayerError(
+            f"{type(module).__name__} is an nn.Sequential subclass with its own forward; an architecture spec "
+            "would rebuild it as a plain chain (a different function), so it cannot be described")
     if isinstance(module, nn.Sequential):
         return {
             "type": "Sequential",

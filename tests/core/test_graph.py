@@ -275,3 +275,8 @@ def test_functional_pooling_chain_replays_through_leaves():
     got, want = spectral_norms(m, input_shape=(1, 8, 8)), spectral_norms(seq, input_shape=(1, 8, 8))
     assert len(got) == 2
     assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_architecture_spec_refuses_sequential_subclass_with_forward():
+    with pytest.raises(UnsupportedLayerError, match="SequentialResidual.*plain chain"):
+        N.architecture(SequentialResidual())
