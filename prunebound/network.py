@@ -236,7 +236,8 @@ def _nonnegative(g: ModelGraph) -> dict[str, bool]:
 
 
 def _pad_value(n: GraphNode) -> float:
-    return n.args[2] if len(n.args) > 2 and n.args[2] is not None else 0.0
+    v = dict(n.kwargs).get("value", n.args[2] if len(n.args) > 2 else None)
+    return 0.0 if v is None else float(v)
 
 
 class Network:

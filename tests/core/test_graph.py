@@ -280,3 +280,38 @@ def test_functional_pooling_chain_replays_through_leaves():
 def test_architecture_spec_refuses_sequential_subclass_with_forward():
     with pytest.raises(UnsupportedLayerError, match="SequentialResidual.*plain chain"):
         N.architecture(SequentialResidual())
+
+
+class _OptionAShortcut(nn.Module):
+    """CIFAR ResNet (He et al. 2016) option-A shortcut: stride-2 subsampling plus zero-padded channels."""
+
+    def __init__(self, value=0.0):
+        super().__init__()
+        self.value = value
+        self.c1 = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = F.relu(x)
+        h = self.c2(F.relu(self.c1(x)))
+        short = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 1, 1), "constant", value=self.value)
+        h = F.relu(h + short)
+        h = F.adaptive_avg_pool2d(h, 1)
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_option_a_shortcut_traces_and_keeps_nonnegativity():
+    m = _OptionAShortcut()
+    net = N.Network.from_module(m)
+    kinds = [n.kind for n in net.graph.nodes]
+    assert {"getitem", "pad", "add", "adaptiveavgpool2d", "flatten"} <= set(kinds)
+    x = torch.randn(5, 2, 8, 8)
+    torch.testing.assert_close(net.trace(x).output, m(x))
+    assert [ly.input_nonnegative for ly in net.layers] == [True, True, True]
+    for value, expect in ((0.0, True), (-1.0, False)):
+        g = N.Network.from_module(_OptionAShortcut(value=value)).graph
+        facts = N._nonnegative(g)
+        pad = next(n for n in g.nodes if n.kind == "pad")
+        add = next(n for n in g.nodes if n.kind == "add")
+        assert facts[pad.name] is expect and facts[add.name] is False  # c2's output is signed
