@@ -72,6 +72,7 @@ __all__ = [
     "count_parameters",
     "count_nonzero",
     "sparsity",
+    "report",
     "architecture",
     "build_architecture",
     "mlp",
@@ -685,6 +686,13 @@ def sparsity(module: nn.Module | Network) -> SparsityReport:
         nz += k
         tot += ly.n_weights
     return SparsityReport(per, 1.0 - nz / tot, nz, tot)
+
+
+def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: int = 20):
+    """Parameters, non-zeros, bytes stored, FLOPs and CPU latency: :func:`prunebound.footprint.report`."""
+    from prunebound.footprint import report as _report
+
+    return _report(model, example_input, repeats=repeats)
 
 
 # ---------------------------------------------------------------------- architecture spec (for safe IO)

@@ -28,3 +28,10 @@ def test_pruned_counts_bytes_and_effective_flops():
     assert r.flops_effective == pytest.approx(2 * (10 * 20 * 0.5 + 20 * 5))
     assert r.bytes_encoded is not None and 0 < r.bytes_encoded < r.bytes_dense
     assert r.latency_ms > 0
+
+
+def test_network_report_is_the_footprint_report():
+    from prunebound.network import report as net_report
+
+    m = mlp(4, [3], 2, seed=0)
+    assert net_report(m, torch.randn(2, 4), repeats=1).parameters == 4 * 3 + 3 + 3 * 2 + 2
