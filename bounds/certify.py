@@ -57,7 +57,7 @@ from prunebound.certificate import (
     register_certifier,
     set_param_validator,
 )
-from prunebound.data import Dataset
+from prunebound.data import Dataset, as_dataset
 from prunebound.errors import InvalidParameterError, check_positive, check_positive_int, check_probability
 from prunebound.network import Network, architecture, build_architecture, to_vector
 
@@ -424,6 +424,8 @@ def certify(
         if unknown:
             raise InvalidParameterError(
                 f"method {method!r} has no parameter(s) {unknown}; its parameters are {sorted(allowed)}")
+    Network.from_module(module).require_parameters_in_layers(method=f"certify(method={method!r})")
+    data = as_dataset(data)
     v = param_validator(method)
     if v is not None:
         v(params, module, data)

@@ -101,7 +101,7 @@ from prunebound.bounds.norm_bounds import (
 )
 from prunebound.bounds.pac_bayes import occam_bound as pac_bayes_occam
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
-from prunebound.data import Dataset
+from prunebound.data import Dataset, as_dataset
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
@@ -138,9 +138,7 @@ _BIAS_BITS = 32
 
 # ----------------------------------------------------------------------------------------------- measurements
 def _as_x(data: Dataset | torch.Tensor) -> torch.Tensor:
-    x = data.x if isinstance(data, Dataset) else data
-    if not isinstance(x, torch.Tensor):
-        raise DataError(f"data must be a Dataset or a tensor, got {type(data).__name__}")
+    x = data if isinstance(data, torch.Tensor) else as_dataset(data).x
     if x.shape[0] == 0:
         raise DataError("data is empty (0 examples)")
     return x
@@ -314,6 +312,7 @@ def measure_noise_stability(module: nn.Module | Network, data: Dataset | torch.T
     """
     if percentile is not None and not 0 < percentile < 100:
         raise InvalidParameterError(f"percentile must be in (0, 100) or None, got {percentile}")
+    Network.from_module(module).require_relu_chain(method="noise stability (Arora et al. 2018, Defs. 4-7)")
     x = _as_x(data)
     net, ws, _ = _weights(module, x)
     r = per_example_ratios(net, x)
@@ -863,8 +862,8 @@ def arora2018_bound(module: nn.Module | Network, data: Dataset, *, delta: float 
     and must not be chosen after looking at the data.
     """
     check_probability("delta", delta)
-    if not isinstance(data, Dataset):
-        raise DataError("data must be a prunebound Dataset (labels are needed)")
+    Network.from_module(module).require_relu_chain(method="arora2018 (Arora et al. 2018 compression bound)")
+    data = as_dataset(data)
     net, _, _ = _weights(module, data.x)
     m = len(data)
     mg = margins(net.module, data)

@@ -100,6 +100,7 @@ def fc_weights(module: nn.Module | Network) -> tuple[Network, list[torch.Tensor]
     :class:`UnsupportedLayerError` otherwise and :class:`DataError` for NaN/inf weights.
     """
     net = Network.from_module(module)
+    net.require_relu_chain(method="the noise-stability (Arora et al. 2018) and norm bounds", linear_only=True)
     net.check_finite()
     ws, bs = [], []
     for ly in net.layers:
@@ -264,6 +265,7 @@ def network_operators(module: nn.Module | Network, x: torch.Tensor | None = None
     first example is used) or the per-example ``input_shape``.
     """
     net = Network.from_module(module)
+    net.require_relu_chain(method="the noise-stability (Arora et al. 2018) and norm bounds")
     net.check_finite()
     leaves = net.leaves
     wpos = [i for i, (_, m) in enumerate(leaves) if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prunebound.coresets.guarantee import Guarantee
-from prunebound.data import Dataset
+from prunebound.data import Dataset, as_dataset
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
@@ -46,7 +46,7 @@ def _inputs_of(data) -> torch.Tensor:
         if not bool(torch.isfinite(data).all()):
             raise DataError("data contains NaN or inf")
         return data
-    raise DataError(f"data must be a prunebound Dataset or a tensor of inputs; got {type(data).__name__}")
+    return as_dataset(data).x  # (x, y) tensors or a DataLoader; anything else: DataError
 
 
 def prepare(module: nn.Module, data, *, eps: float | None, delta: float
@@ -60,6 +60,10 @@ def prepare(module: nn.Module, data, *, eps: float | None, delta: float
     check_finite_module(module)
     x = _inputs_of(data) if data is not None else None
     net = Network.from_module(clone(module))
+    for ly in net.layers:
+        if ly.groups != 1:
+            raise UnsupportedLayerError(f"coresets: layer {ly.path!r} is a grouped convolution (groups={ly.groups}); "
+                                        "the sensitivity sampling here assumes groups=1")
     before = sum(int((ly.weight != 0).sum()) for ly in net.layers)
     if before == 0:
         raise InvalidParameterError("module has no non-zero weights; nothing to prune")

@@ -47,7 +47,7 @@ from prunebound.certificate_schema import (
     parse_certificate_json,
     validate_certificate_dict,
 )
-from prunebound.errors import CertificateError, DataError, InvalidParameterError, PruneboundError
+from prunebound.errors import CertificateError, InvalidParameterError, PruneboundError
 
 __all__ = [
     "BoundTerms",
@@ -345,9 +345,7 @@ def _resolve_data(cert: Certificate, data, max_n: int | None, max_dim: int | Non
         data = cert.data_spec
     if isinstance(data, str):
         return D.resolve(data, max_n=max_n, max_dim=max_dim)
-    if not isinstance(data, D.Dataset):
-        raise DataError(f"data must be a prunebound Dataset or a data spec string; got {type(data).__name__}")
-    return data
+    return D.as_dataset(data)  # a Dataset, (x, y) tensors or a DataLoader
 
 
 def _check_params(kind: str, fn: Certifier, params: Mapping[str, Any], model: nn.Module, data) -> list[str]:

@@ -936,6 +936,7 @@ def _check_coder(coder: str) -> str:
 def _encode(module: nn.Module | Network, coder: str) -> BitWriter:
     coder = _check_coder(coder)
     net = Network.from_module(module)
+    net.require_parameters_in_layers(method="encode / code length (Occam, Zhou 2019 bounds)")
     check_finite_module(net.module)
     dtypes = {ly.weight.dtype for ly in net.layers}
     if len(dtypes) != 1 or next(iter(dtypes)) not in _DTYPES:

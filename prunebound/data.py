@@ -42,6 +42,7 @@ from prunebound.errors import (
 
 __all__ = [
     "Dataset",
+    "as_dataset",
     "Split",
     "TeacherTask",
     "teacher_task",
@@ -149,6 +150,39 @@ class Dataset:
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, n={len(self)}, input_shape={self.input_shape}, n_classes={self.n_classes})"
 
+
+def as_dataset(obj, *, name: str | None = None) -> Dataset:
+    """Convert what users pass as data into a :class:`Dataset` (a :class:`Dataset` is returned unchanged).
+
+    Accepted: a :class:`Dataset`; a pair ``(x, y)`` of tensors / arrays (inputs and integer class labels); a
+    ``torch.utils.data.DataLoader`` (or any iterable of ``(x, y)`` batches) — every batch is read once, in the
+    loader's order, and concatenated, so use a loader without shuffling when the result must be reproducible.
+    Anything else raises :class:`~prunebound.errors.DataError` naming the type received and what is allowed.
+    """
+    if isinstance(obj, Dataset):
+        return obj
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and not isinstance(obj[0], (tuple, list)):
+        x, y = obj
+        try:
+            return Dataset(_as_tensor_x(x), _as_tensor_y(y), name=name or "tensors")
+        except (TypeError, RuntimeError, ValueError) as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError(f"data (x, y) could not be read as tensors: {e}") from None
+    if isinstance(obj, torch.utils.data.DataLoader) or (
+            hasattr(obj, "__iter__") and not isinstance(obj, (torch.Tensor, str, bytes, dict, tuple, list))):
+        xs, ys = [], []
+        for i, batch in enumerate(obj):
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise DataError(f"data loader batch {i} is a {type(batch).__name__}; each batch must be a pair "
+                                "(inputs, labels)")
+            xs.append(_as_tensor_x(batch[0]))
+            ys.append(_as_tensor_y(batch[1]).reshape(-1))
+        if not xs:
+            raise DataError("data loader yielded no batches (0 examples)")
+        return Dataset(torch.cat(xs), torch.cat(ys), name=name or "loader")
+    raise DataError(f"data must be a prunebound Dataset, a pair (x, y) of tensors or a DataLoader of (x, y) "
+                    f"batches; got {type(obj).__name__}")
 
 @dataclass(frozen=True)
 class Split:

@@ -14,6 +14,7 @@ import torch
 __all__ = [
     "PruneboundError",
     "UnsupportedLayerError",
+    "AssumptionError",
     "InvalidParameterError",
     "DataError",
     "UnsafeCheckpointError",
@@ -35,6 +36,17 @@ class PruneboundError(Exception):
 
 class UnsupportedLayerError(PruneboundError, TypeError):
     """A module contains a layer that the common `Network` interface cannot represent."""
+
+
+class AssumptionError(UnsupportedLayerError):
+    """A model is valid but violates an assumption of the method's theorem (a ReLU chain, non-negative layer
+    inputs, a bias-free target, ...). ``method``, ``assumption`` and ``node`` (the offending graph node or layer
+    path) are kept as attributes; the message names all three."""
+
+    def __init__(self, method: str, assumption: str, node: str, detail: str = "") -> None:
+        self.method, self.assumption, self.node = method, assumption, node
+        msg = f"{method} assumes {assumption}; violated at {node}"
+        super().__init__(msg + (f": {detail}" if detail else ""))
 
 
 class InvalidParameterError(PruneboundError, ValueError):

@@ -1,42 +1,58 @@
 """The common model interface: one view of a feed-forward network used by every prunebound method.
 
-A :class:`Network` wraps a plain ``torch.nn.Module`` built from ``nn.Sequential`` containers (nested allowed)
-of the layers below, and exposes
+The flow is ``nn.Module`` → graph (:func:`prunebound.graph.capture`, a ``torch.fx`` symbolic trace) →
+:class:`Network` → a method. Any module whose ``forward`` traces to the supported ops works: ``nn.Sequential``
+chains, classes with their own ``forward``, residual ``x + y``, ``torch.cat``, reshapes, functional calls.
+A :class:`Network` exposes
 
-* ``layers``: the weighted layers (``Linear``, ``Conv1d``, ``Conv2d``) in forward order as :class:`Layer`
-  records (path, kind, weight, bias, fan-in/out, and the activation that follows);
+* ``layers``: the weighted layers (``Linear``, ``Conv1d``, ``Conv2d``) in topological order as :class:`Layer`
+  records (path, kind, weight, bias, fan-in/out, the activation that follows, whether its input is
+  non-negative); a module called twice (weight tying) is one layer;
+* ``graph``: the captured dataflow (which node feeds which, residual adds, concatenations);
 * ``forward(x)`` and ``trace(x)``: every weighted layer's input and pre-activation in one batched pass;
+* the assumption checks methods call before they run (:meth:`Network.require_relu_chain`,
+  :meth:`Network.require_bias_free_relu_mlp`, :meth:`Network.require_nonnegative_inputs`);
 * flat parameter vectors (:func:`to_vector` / :func:`load_vector`), used by PAC-Bayes noise and subspaces;
-* pruning masks that follow ``torch.nn.utils.prune`` conventions (``weight_orig`` * ``weight_mask``), so a
-  pruned model stays an ordinary PyTorch model (:func:`apply_masks`, :func:`masks_of`, :func:`remove_masks`);
+* pruning masks that follow ``torch.nn.utils.prune`` conventions (``weight_orig`` * ``weight_mask``) on the
+  user's own submodules, so a pruned model stays an ordinary PyTorch model (:func:`apply_masks`,
+  :func:`masks_of`, :func:`remove_masks`);
 * parameter counts (:func:`count_parameters`, :func:`count_nonzero`, :func:`sparsity`);
 * :func:`clone` (a deep copy that works on pruned modules) and :func:`refresh_masked_weights` (recompute the cached
   ``weight_orig * weight_mask`` after editing ``weight_orig`` in place);
 * a small model zoo (:func:`mlp`, :func:`lenet300_100`, :func:`lenet5`, :func:`conv1d_small`).
 
-Supported layers: ``Linear``, ``Conv1d``, ``Conv2d``, ``ReLU``, ``MaxPool1d/2d``, ``AvgPool1d/2d``,
-``Flatten``, ``Unflatten``, ``Dropout`` (identity in eval mode), ``Identity`` and ``BatchNorm1d/2d`` directly after
-a weighted layer (folded into it by :func:`fold_batchnorm`). Anything else raises
-:class:`~prunebound.errors.UnsupportedLayerError` naming the layer's path and type.
+Supported ops: see :data:`prunebound.graph.SUPPORTED_OPS`. ``BatchNorm1d/2d`` directly after a weighted layer
+is folded into it (:func:`fold_batchnorm`, on a copy). Anything else raises
+:class:`~prunebound.errors.UnsupportedLayerError` naming the graph node, its type and what feeds it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.utils.prune as tprune
 from torch import nn
 
+from prunebound import assumptions as _assume
 from prunebound.errors import (
+    AssumptionError,
     DataError,
     InvalidParameterError,
     UnsupportedLayerError,
     check_finite_module,
     check_positive_int,
+)
+from prunebound.graph import (
+    ACTIVATION_KINDS,
+    NONNEG_PRESERVING,
+    NONNEG_SOURCES,
+    GraphNode,
+    ModelGraph,
+    capture,
 )
 
 __all__ = [
@@ -56,6 +72,7 @@ __all__ = [
     "count_parameters",
     "count_nonzero",
     "sparsity",
+    "report",
     "architecture",
     "build_architecture",
     "mlp",
@@ -80,43 +97,29 @@ BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
 _KIND = {nn.Linear: "linear", nn.Conv1d: "conv1d", nn.Conv2d: "conv2d"}
 
 
-def _leaves(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """Yield ``(path, leaf)`` in forward order, descending into nested ``nn.Sequential``."""
-    if isinstance(module, nn.Sequential):
-        for name, child in module.named_children():
-            yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
-    else:
-        yield prefix, module
-
-
-def _check_supported(leaves: Sequence[tuple[str, nn.Module]]) -> None:
-    for i, (path, m) in enumerate(leaves):
-        where = path or "<root>"
-        if isinstance(m, WEIGHTED + PASSTHROUGH):
-            if isinstance(m, (nn.Conv1d, nn.Conv2d)) and (m.groups != 1 or m.padding_mode != "zeros"):
-                raise UnsupportedLayerError(
-                    f"layer {where!r} ({type(m).__name__}) uses groups={m.groups}, "
-                    f"padding_mode={m.padding_mode!r}; only groups=1 and zero padding are supported"
-                )
-            continue
-        if isinstance(m, BATCHNORM):
-            prev = leaves[i - 1][1] if i > 0 else None
-            if not isinstance(prev, WEIGHTED):
-                raise UnsupportedLayerError(
-                    f"layer {where!r} ({type(m).__name__}) must directly follow a Linear/Conv layer to be "
-                    "folded; found it after "
-                    f"{type(prev).__name__ if prev is not None else 'the input'}"
-                )
-            continue
-        raise UnsupportedLayerError(
-            f"layer {where!r} of type {type(m).__name__} is not supported; allowed: nn.Sequential of "
-            "Linear, Conv1d, Conv2d, ReLU, MaxPool1d/2d, AvgPool1d/2d, Flatten, Unflatten, Dropout, Identity, "
-            "BatchNorm1d/2d (after a weighted layer)"
-        )
-
-
 def _get(module: nn.Module, path: str) -> nn.Module:
     return module.get_submodule(path) if path else module
+
+
+def _equivalent_module(node: GraphNode) -> nn.Module | None:
+    """A module computing what a functional node computes (for chain methods that apply ops one by one)."""
+    if node.module is not None:
+        return node.module
+    if node.kind == "relu":
+        return nn.ReLU()
+    if node.kind == "flatten":
+        return nn.Flatten(*node.args)
+    if node.kind in ("dropout", "identity"):
+        return nn.Identity()
+    pools = {"maxpool1d": nn.MaxPool1d, "maxpool2d": nn.MaxPool2d, "avgpool1d": nn.AvgPool1d,
+             "avgpool2d": nn.AvgPool2d}
+    if node.kind in pools and len(node.args) <= 4 and node.target.startswith("torch.nn.functional"):
+        kw = {k: v for k, v in node.kwargs if k != "inplace"}
+        try:  # F.max_pool2d / F.avg_pool2d take (kernel_size, stride, padding, ...) in the module's order
+            return pools[node.kind](*node.args, **kw)
+        except TypeError:
+            return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,14 @@ class Layer:
     """One weighted layer of a :class:`Network`.
 
     ``weight`` is the *effective* weight (``weight_orig * weight_mask`` when pruned), shaped as in PyTorch:
-    ``(out, in)`` for ``Linear`` and ``(out, in, *kernel)`` for convolutions. ``fan_in`` is
-    ``in_features`` or ``in_channels * prod(kernel)``; ``fan_out`` is ``out_features`` or ``out_channels``.
-    ``activation`` is ``"relu"`` if a ReLU follows (possibly after pooling / flatten), else ``None``;
-    ``ops_after`` lists every pass-through op between this layer and the next weighted one.
+    ``(out, in)`` for ``Linear`` and ``(out, in / groups, *kernel)`` for convolutions. ``fan_in`` is
+    ``in_features`` or ``in_channels / groups * prod(kernel)``; ``fan_out`` is ``out_features`` or
+    ``out_channels``. ``activation`` is the first activation (``"relu"``, ``"gelu"``, ...) on the single-user path
+    from this layer up to the next weighted layer or merge (``add``/``cat``), else ``None``; ``ops_after`` lists
+    the op kinds on that path. ``node`` is the graph node of its first call, ``calls`` every call (more than one
+    for a shared module). ``input_nonnegative`` is True when every call's input is provably ``>= 0``: a ReLU
+    (or Sigmoid) output, possibly through pooling, reshapes, dropout, slicing, padding, ``add`` or ``cat`` of
+    non-negative tensors.
     """
 
     index: int
@@ -136,6 +143,9 @@ class Layer:
     module: nn.Module = field(repr=False, compare=False)
     activation: str | None
     ops_after: tuple[str, ...]
+    node: str = ""
+    calls: tuple[str, ...] = ()
+    input_nonnegative: bool = False
 
     @property
     def weight(self) -> torch.Tensor:
@@ -151,6 +161,15 @@ class Layer:
     @property
     def mask(self) -> torch.Tensor | None:
         return getattr(self.module, "weight_mask", None)
+
+    @property
+    def groups(self) -> int:
+        return int(getattr(self.module, "groups", 1))
+
+    @property
+    def shared(self) -> bool:
+        """True when the module is called more than once in ``forward`` (weight tying)."""
+        return len(self.calls) > 1
 
     @property
     def fan_in(self) -> int:
@@ -178,60 +197,115 @@ class Layer:
 @dataclass
 class Trace:
     """Result of :meth:`Network.trace`: for weighted layer ``i``, ``inputs[i]`` is what it received
-    and ``preacts[i]`` what it produced (before its activation); ``output`` is the network output."""
+    and ``preacts[i]`` what it produced (before its activation); ``output`` is the network output.
+    For a shared layer (called ``k`` times) the ``k`` calls are concatenated along the batch dimension."""
 
     inputs: list[torch.Tensor]
     preacts: list[torch.Tensor]
     output: torch.Tensor
 
 
+def _ops_after(g: ModelGraph, name: str) -> tuple[list[str], str | None]:
+    """Op kinds on the single-user path after node ``name``, up to a weighted layer, a merge or a branch."""
+    ops: list[str] = []
+    cur = name
+    while True:
+        users = g.users(cur)
+        if len(users) != 1 or users[0] == "<output>":
+            break
+        u = g.node(users[0])
+        if u.weighted or len(u.inputs) != 1:
+            break
+        ops.append(u.kind)
+        cur = u.name
+    act = next((k for k in ops if k in ACTIVATION_KINDS), None)
+    return ops, act
+
+
+def _nonnegative(g: ModelGraph) -> dict[str, bool]:
+    """For every node: is its output provably non-negative? (one topological pass)"""
+    out: dict[str, bool] = {}
+    for n in g.nodes:
+        if n.kind in NONNEG_SOURCES:
+            out[n.name] = True
+        elif n.kind in NONNEG_PRESERVING:
+            out[n.name] = all(out[i] for i in n.inputs) and n.kind != "pad" or (
+                n.kind == "pad" and out[n.inputs[0]] and float(_pad_value(n)) >= 0)
+        else:
+            out[n.name] = False
+    return out
+
+
+def _pad_value(n: GraphNode) -> float:
+    v = dict(n.kwargs).get("value", n.args[2] if len(n.args) > 2 else None)
+    return 0.0 if v is None else float(v)
+
+
 class Network:
-    """A validated, read-only view of a feed-forward ``nn.Module``.
+    """A validated, read-only view of a feed-forward ``nn.Module``, built on its captured graph.
 
     Build it with :meth:`from_module`. The wrapped module is ``self.module``; if the original contained
     BatchNorm layers, ``self.module`` is a folded *copy* (see :func:`fold_batchnorm`).
     """
 
-    def __init__(self, module: nn.Module, *, _validated: bool = False) -> None:
+    def __init__(self, module: nn.Module, *, _validated: bool = False, _graph: ModelGraph | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-        leaves = list(_leaves(module))
-        if not _validated:
-            _check_supported(leaves)
-        if any(isinstance(m, BATCHNORM) for _, m in leaves):
-            raise UnsupportedLayerError("BatchNorm present: use Network.from_module, which folds it")
+        g = _graph if _graph is not None else capture(module)
+        bns = [n for n in g.nodes if n.kind.startswith("batchnorm")]
+        if bns:
+            raise UnsupportedLayerError(
+                f"BatchNorm present ({g.describe(bns[0].name)}): use Network.from_module, which folds it")
         self.module = module
-        self._leaves = leaves
-        layers: list[Layer] = []
-        weighted_pos = [i for i, (_, m) in enumerate(leaves) if isinstance(m, WEIGHTED)]
-        if not weighted_pos:
+        self.graph: ModelGraph = g
+        nonneg = _nonnegative(g)
+        calls: dict[int, list[GraphNode]] = {}
+        for n in g.nodes:
+            if n.weighted:
+                calls.setdefault(id(n.module), []).append(n)
+        if not calls:
             raise UnsupportedLayerError("module has no Linear/Conv layer; nothing to analyse")
-        for j, pos in enumerate(weighted_pos):
-            end = weighted_pos[j + 1] if j + 1 < len(weighted_pos) else len(leaves)
-            ops = tuple(type(m).__name__.lower() for _, m in leaves[pos + 1 : end])
-            path, m = leaves[pos]
-            act = "relu" if "relu" in ops else None
-            layers.append(Layer(j, path, _KIND[type(m)], m, act, ops))
+        layers: list[Layer] = []
+        for j, ns in enumerate(calls.values()):
+            first = ns[0]
+            ops, act = _ops_after(g, first.name)
+            nn_in = all(nonneg[c.inputs[0]] for c in ns)
+            layers.append(Layer(j, first.path, first.kind, first.module, act, tuple(ops), first.name,
+                                tuple(c.name for c in ns), nn_in))
         self.layers: list[Layer] = layers
+        self._op_modules = {n.name: _equivalent_module(n) for n in g.nodes if n.kind != "input"}
+        self._leaves = [(n.path or n.name, self._op_modules[n.name]) for n in g.nodes if n.kind != "input"]
 
     @classmethod
     def from_module(cls, module: nn.Module | Network) -> Network:
-        """Validate ``module`` and wrap it. BatchNorm layers are folded into a copy first."""
+        """Capture the graph of ``module`` and wrap it. BatchNorm layers are folded into a copy first."""
         if isinstance(module, Network):
             return module
         if not isinstance(module, nn.Module):
             raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-        leaves = list(_leaves(module))
-        _check_supported(leaves)
-        if any(isinstance(m, BATCHNORM) for _, m in leaves):
-            module = fold_batchnorm(module)
-        return cls(module, _validated=True)
+        g = capture(module)
+        if any(n.kind.startswith("batchnorm") for n in g.nodes):
+            module = fold_batchnorm(module, _graph=g)
+            g = None
+        return cls(module, _validated=True, _graph=g)
 
     # ------------------------------------------------------------------ basic facts
     @property
-    def leaves(self) -> list[tuple[str, nn.Module]]:
-        """Every leaf module ``(path, module)`` in forward order (weighted layers and the ops between them)."""
+    def leaves(self) -> list[tuple[str, nn.Module | None]]:
+        """Every op ``(path or node name, module)`` in topological order (weighted layers and the ops between
+        them). Functional ops get an equivalent module where one exists (``F.relu`` → ``nn.ReLU``,
+        ``torch.flatten`` / ``x.view(x.size(0), -1)`` → ``nn.Flatten``), else ``None``; adds and concatenations
+        have ``None`` — only a chain (:meth:`require_relu_chain`) can be replayed op by op."""
         return list(self._leaves)
+
+    @property
+    def nodes(self) -> tuple[GraphNode, ...]:
+        return self.graph.nodes
+
+    def op_module(self, name: str) -> nn.Module | None:
+        """The module that computes graph node ``name`` (the called submodule, or an equivalent module for a
+        functional op such as ``F.relu`` / ``F.max_pool2d``; ``None`` where there is none, e.g. ``add``)."""
+        return self._op_modules[name]
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -254,9 +328,57 @@ class Network:
     def output_features(self) -> int:
         return self.layers[-1].fan_out
 
+    @property
+    def is_chain(self) -> bool:
+        """True when the dataflow is one path (no branch, add or cat) and no layer is shared."""
+        return _assume.chain_violation(self) is None
+
+    @property
+    def extra_parameters(self) -> list[str]:
+        """Names of the module's parameters that belong to no weighted layer (e.g. a ``LayerNorm``'s affine
+        weights). Counts, flat vectors and codes cover the weighted layers only, so methods whose result must
+        describe the whole function check this (:meth:`require_parameters_in_layers`)."""
+        own = {id(p) for ly in self.layers for p in ly.module.parameters(recurse=False)}
+        return [n for n, p in self.module.named_parameters() if id(p) not in own]
+
+    def require_parameters_in_layers(self, *, method: str) -> Network:
+        """Refuse when a parameter lives outside the weighted layers (it would be missing from the code /
+        vector the method's theorem is about). Returns ``self``."""
+        extra = self.extra_parameters
+        if extra:
+            raise AssumptionError(method, "every trainable parameter lives in a Linear/Conv layer (the code or "
+                                  "parameter vector must describe the whole function)", f"parameter {extra[0]!r}",
+                                  f"{len(extra)} parameter(s) outside weighted layers; use non-affine LayerNorm "
+                                  "(elementwise_affine=False) or a method that refuses nothing here")
+        return self
+
     def check_finite(self) -> None:
         """Raise :class:`DataError` if any weight or bias is NaN/inf."""
         check_finite_module(self.module)
+
+    # ------------------------------------------------------------------ assumptions (see prunebound.assumptions)
+    def require_chain(self, *, method: str) -> Network:
+        """Refuse unless the graph is one path of ungrouped weighted layers (no branch, add, cat or shared
+        layer): structured unit removal and layer-to-layer propagation need it. Returns ``self``."""
+        _assume.require_chain(self, method=method)
+        return self
+
+    def require_relu_chain(self, *, method: str, linear_only: bool = False, allow_grouped: bool = False) -> Network:
+        """Refuse unless the model is a chain of weighted layers with exactly one ReLU between consecutive ones
+        and none after the last (Arora et al. 2018; spectral / norm bounds). Returns ``self``."""
+        _assume.require_relu_chain(self, method=method, linear_only=linear_only, allow_grouped=allow_grouped)
+        return self
+
+    def require_bias_free_relu_mlp(self, *, method: str) -> Network:
+        """Refuse unless the model is a bias-free ReLU MLP chain (strong-LTH targets). Returns ``self``."""
+        _assume.require_bias_free_relu_mlp(self, method=method)
+        return self
+
+    def require_nonnegative_inputs(self, *, method: str, skip_first: bool = True) -> Network:
+        """Refuse unless every weighted layer (except the first, with ``skip_first``) has a provably
+        non-negative input (:attr:`Layer.input_nonnegative`; coresets). Returns ``self``."""
+        _assume.require_nonnegative_inputs(self, method=method, skip_first=skip_first)
+        return self
 
     # ------------------------------------------------------------------ evaluation
     def _run(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,36 +400,41 @@ class Network:
     __call__ = forward
 
     def trace(self, x: torch.Tensor, *, batch_size: int = 4096, keep: bool = True) -> Trace:
-        """One no-grad pass (eval mode) recording each weighted layer's input and pre-activation.
+        """One no-grad pass (eval mode) of ``self.module`` recording each weighted layer's input and
+        pre-activation.
 
-        Uses forward hooks on the weighted modules, so pruning masks and any in-between pooling/flatten are
-        respected exactly as in ``module(x)``. ``batch_size`` bounds peak memory.
+        Uses forward hooks on the weighted modules while the module itself runs, so ``trace(x).output`` is
+        ``module(x)`` (BatchNorm folded) and pruning masks, residual adds and reshapes act exactly as in the
+        user's ``forward``. ``batch_size`` bounds peak memory.
         """
         if not isinstance(x, torch.Tensor):
             raise DataError(f"x must be a torch.Tensor; got {type(x).__name__}")
-        if x.shape[0] == 0:
+        if x.dim() == 0 or x.shape[0] == 0:
             raise DataError("x is empty (0 samples)")
         batch_size = check_positive_int("batch_size", batch_size)
         n = len(self.layers)
-        ins: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        outs: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        ins: list[list[list[torch.Tensor]]] = [[] for _ in range(n)]
+        outs: list[list[list[torch.Tensor]]] = [[] for _ in range(n)]
         handles = []
         if keep:
             for ly in self.layers:
 
                 def hook(mod, inp, out, i=ly.index):
-                    ins[i].append(inp[0].detach())
-                    outs[i].append(out.detach())
+                    ins[i][-1].append(inp[0].detach())
+                    outs[i][-1].append(out.detach())
 
                 handles.append(ly.module.register_forward_hook(hook))
         was_training = self.module.training
         self.module.eval()
         dtype = self.layers[0].weight.dtype
-        xs = x.to(dtype) if x.is_floating_point() else x.to(dtype)
+        xs = x.to(dtype)
         results = []
         try:
             with torch.no_grad():
                 for start in range(0, xs.shape[0], batch_size):
+                    for i in range(n if keep else 0):
+                        ins[i].append([])
+                        outs[i].append([])
                     results.append(self._run(xs[start : start + batch_size]))
         finally:
             for h in handles:
@@ -316,7 +443,12 @@ class Network:
         out = torch.cat(results)
         if not keep:
             return Trace([], [], out)
-        return Trace([torch.cat(a) for a in ins], [torch.cat(a) for a in outs], out)
+
+        def join(per_batch: list[list[torch.Tensor]]) -> torch.Tensor:
+            k = len(per_batch[0])  # calls per batch: >1 for a shared module
+            return torch.cat([torch.cat([b[c] for b in per_batch]) for c in range(k)])
+
+        return Trace([join(a) for a in ins], [join(a) for a in outs], out)
 
 
 # ---------------------------------------------------------------------- copying
@@ -344,43 +476,65 @@ def clone(module: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------------- batch-norm folding
-def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Return a copy of ``module`` with every BatchNorm folded into the weighted layer before it.
+def fold_batchnorm(module: nn.Module, *, _graph: ModelGraph | None = None) -> nn.Module:
+    """Return a copy of ``module`` with every BatchNorm folded into the weighted layer that feeds it.
 
     With running statistics (eval mode) BN computes ``y = g * (z - mu) / sqrt(var + eps) + b``; for the
     preceding layer ``z = W x + c`` this equals ``W' x + c'`` with ``W' = s * W`` (per output unit),
-    ``c' = s * (c - mu) + b`` and ``s = g / sqrt(var + eps)``. The BN is replaced by ``nn.Identity`` so that
-    module paths are unchanged. Exact up to floating-point rounding.
+    ``c' = s * (c - mu) + b`` and ``s = g / sqrt(var + eps)``. The BN submodule is replaced by ``nn.Identity``
+    so that module paths (and the user's ``forward``) are unchanged. A pruned layer is folded through
+    ``weight_orig`` (the mask commutes with the per-row scale). Works on any captured graph: the BN must be fed
+    by a weighted layer whose only user it is, and neither may be called twice. Exact up to rounding.
     """
+    g = _graph if _graph is not None else capture(module)
+    bn_nodes = [n for n in g.nodes if n.kind.startswith("batchnorm")]
+    uses: dict[int, int] = {}
+    for n in g.nodes:
+        if n.module is not None:
+            uses[id(n.module)] = uses.get(id(n.module), 0) + 1
+    for n in bn_nodes:
+        prev = g.node(n.inputs[0])
+        if not prev.weighted or len(g.users(prev.name)) != 1:
+            raise UnsupportedLayerError(
+                f"BatchNorm {g.describe(n.name)} must directly follow a Linear/Conv layer (its only user) to be "
+                f"folded; found it after {prev.target} node {prev.name!r}. Methods on parameters only need a "
+                "foldable BatchNorm too: put BatchNorm right after a Linear/Conv layer")
+        if uses[id(n.module)] > 1 or uses[id(prev.module)] > 1:
+            raise UnsupportedLayerError(f"BatchNorm {g.describe(n.name)}: a shared layer or BatchNorm cannot be "
+                                        "folded (its other call would change)")
+        if n.path == "":
+            raise UnsupportedLayerError("module is a bare BatchNorm layer; nothing to fold it into")
+    if not bn_nodes:
+        return clone(module)
     out = clone(module)
-    leaves = list(_leaves(out))
-    _check_supported(leaves)
-    for i, (path, bn) in enumerate(leaves):
-        if not isinstance(bn, BATCHNORM):
-            continue
-        prev_path, prev = leaves[i - 1]
-        if is_pruned(prev):
-            raise UnsupportedLayerError(f"cannot fold BatchNorm {path!r} into pruned layer {prev_path!r}")
+    for n in bn_nodes:
+        prev = g.node(n.inputs[0])
+        bn = _get(out, n.path)
+        lin = _get(out, prev.path)
+        if hasattr(lin, "bias_orig"):
+            raise UnsupportedLayerError(f"cannot fold BatchNorm {n.path!r} into layer {prev.path!r} whose bias "
+                                        "is pruned")
         with torch.no_grad():
             if bn.running_mean is None or bn.running_var is None:
-                raise UnsupportedLayerError(f"BatchNorm {path!r} has no running statistics to fold")
+                raise UnsupportedLayerError(f"BatchNorm {n.path!r} has no running statistics to fold")
             s = 1.0 / torch.sqrt(bn.running_var + bn.eps)
             if bn.affine:
                 s = s * bn.weight
             shift = -bn.running_mean * s + (bn.bias if bn.affine else 0.0)
-            w = prev.weight
+            pruned = is_pruned(lin)
+            w = lin.weight_orig if pruned else lin.weight
             shape = (-1,) + (1,) * (w.dim() - 1)
-            new_w = w * s.reshape(shape)
-            old_b = prev.bias if prev.bias is not None else torch.zeros_like(s)
-            new_b = old_b * s + shift
-            prev.weight = nn.Parameter(new_w.to(w.dtype))
-            prev.bias = nn.Parameter(new_b.to(w.dtype))
-        parent_path, _, name = path.rpartition(".")
-        parent = _get(out, parent_path)
-        setattr(parent, name, nn.Identity())
-    return out
-
-
+            new_w = (w * s.reshape(shape)).to(w.dtype)
+            old_b = lin.bias if lin.bias is not None else torch.zeros_like(s)
+            new_b = (old_b * s + shift).to(w.dtype)
+            if pruned:
+                lin.weight_orig.copy_(new_w)
+            else:
+                lin.weight = nn.Parameter(new_w)
+            lin.bias = nn.Parameter(new_b)
+        parent_path, _, name = n.path.rpartition(".")
+        setattr(_get(out, parent_path), name, nn.Identity())
+    return refresh_masked_weights(out)
 # ---------------------------------------------------------------------- flat vectors
 def _as_network(module: nn.Module | Network) -> Network:
     return module if isinstance(module, Network) else Network.from_module(module)
@@ -532,6 +686,13 @@ def sparsity(module: nn.Module | Network) -> SparsityReport:
         nz += k
         tot += ly.n_weights
     return SparsityReport(per, 1.0 - nz / tot, nz, tot)
+
+
+def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: int = 20):
+    """Parameters, non-zeros, bytes stored, FLOPs and CPU latency: :func:`prunebound.footprint.report`."""
+    from prunebound.footprint import report as _report
+
+    return _report(model, example_input, repeats=repeats)
 
 
 # ---------------------------------------------------------------------- architecture spec (for safe IO)

@@ -410,6 +410,7 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
     if dtype not in (torch.float32, torch.float64):
         raise InvalidParameterError(f"dtype must be torch.float32 or torch.float64; got {dtype!r}")
     t0 = time.perf_counter()
+    Network.from_module(target).require_bias_free_relu_mlp(method=f"strong-LTH construction ({method})")
     ws = target_weights(target)
     eps_w = per_weight_tolerance(ws, eps, radius)
     n_problems = sum(2 * w.numel() for w in ws)

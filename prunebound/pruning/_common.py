@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunebound.data import Dataset
+from prunebound.data import Dataset, as_dataset
 from prunebound.errors import DataError, InvalidParameterError, check_probability
 from prunebound.network import Network, apply_masks, clone, masks_of, refresh_masked_weights
 from prunebound.pruning.report import PruneReport
@@ -44,9 +44,7 @@ def check_scope(scope: str) -> str:
 def require_data(data: Dataset | None, method: str) -> Dataset:
     if data is None:
         raise DataError(f"{method} needs training data: pass data=Dataset(...) (got data=None)")
-    if not isinstance(data, Dataset):
-        raise DataError(f"data must be a prunebound.data.Dataset; got {type(data).__name__}")
-    return data
+    return as_dataset(data)
 
 
 def n_prune(n: int, sparsity: float) -> int:
@@ -199,8 +197,13 @@ def make_report(
 
 
 # ---------------------------------------------------------------------------------------- structured removal
-def hidden_layers(net: Network) -> list[int]:
-    """Indices of the weighted layers whose units can be removed (every layer but the last)."""
+def hidden_layers(net: Network, method: str = "structured unit removal (apoz, neuron_merging, lasso_channel)"
+                  ) -> list[int]:
+    """Indices of the weighted layers whose units can be removed (every layer but the last).
+
+    Removing a unit masks the columns of the *next* weighted layer that read it, so the graph must be a chain
+    (:meth:`~prunebound.network.Network.require_chain`): no residual add, concatenation or shared layer."""
+    net.require_chain(method=method)
     return list(range(len(net.layers) - 1))
 
 

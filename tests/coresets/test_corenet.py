@@ -210,7 +210,7 @@ def test_input_validation():
     with pytest.raises(UnsupportedLayerError, match="pfp"):
         corenet(conv1d_small(seed=0), torch.rand(10, 40), eps=0.5)
     with pytest.raises(UnsupportedLayerError):
-        corenet(nn.Sequential(nn.Linear(3, 3), nn.Tanh()), torch.rand(4, 3), eps=0.5)
+        corenet(nn.Sequential(nn.Linear(3, 3), nn.Softplus()), torch.rand(4, 3), eps=0.5)
 
 
 def test_propagate_false_gives_every_layer_eps_prime():

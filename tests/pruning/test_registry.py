@@ -91,7 +91,7 @@ def test_nan_weights_rejected(train_data):
 
 
 def test_unsupported_layer():
-    m = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    m = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Softplus(), torch.nn.Linear(3, 2))
     from prunebound.errors import UnsupportedLayerError
 
     with pytest.raises(UnsupportedLayerError):
