@@ -162,7 +162,9 @@ class Certificate:
         return cls.from_dict(d)
 
     def summary(self) -> str:
-        return (f"{self.kind}: risk <= {self.value:.4f} w.p. >= {1 - self.delta:g} "
+        g = int(self.parts.get("grid_size", 1) or 1)
+        grid = f", best of {g} grid points, union bound paid" if g > 1 else ""
+        return (f"{self.kind}: risk <= {self.value:.4f} w.p. >= {1 - self.delta:g} overall{grid} "
                 f"(empirical {self.empirical:.4f}, complexity {self.complexity:.4f}, n={self.n})")
 
 
