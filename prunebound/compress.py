@@ -510,3 +510,128 @@ def compress(
              f"(bound / test error = {cert.value / max(best['result']['test_error'], 1e-12):.2f})", quiet)
     _say(f"[compress] recompute it: prunebound verify {files['certificate']} --model {files['model']}", quiet)
     return CompressResult(model, cert, best["result"], tuple(r["result"] for r in records), files)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def _floats(s: str | None, name: str, conv=float) -> list | None:
+    if s is None:
+        return None
+    try:
+        out = [conv(x) for x in s.split(",") if x.strip()]
+    except ValueError as e:
+        raise InvalidParameterError(f"{name} expects comma-separated numbers, got {s!r}") from e
+    if not out:
+        raise InvalidParameterError(f"{name} is empty")
+    return out
+
+
+def test_spec_for(spec: str) -> str | None:
+    """The held-out part of a data spec that has one (``mnist1d``, ``digits``, ``mnist``, ``cifar10``)."""
+    from prunebound.data import _parse_spec
+
+    name, kw = _parse_spec(spec)
+    if name in ("mnist1d", "digits", "mnist", "cifar10") and kw.get("part", "train") == "train":
+        kw["part"] = "test"
+        return name + ":" + ",".join(f"{k}={v}" for k, v in kw.items())
+    return None
+
+
+def add_compress_arguments(s) -> None:
+    """Arguments of ``prunebound compress`` (added to the subparser ``s``)."""
+    s.add_argument("--method", default="subspace", choices=list(METHODS))
+    s.add_argument("--arch", default=None, help="zoo architecture (subspace), e.g. conv1d_small or mlp:40,128,10")
+    s.add_argument("--model", default=None, help="trained checkpoint (occam/zhou2019; or the architecture)")
+    s.add_argument("--data", required=True, help="data spec, e.g. mnist1d:n=100000")
+    s.add_argument("--test", default=None, help="held-out data spec for test errors (default: the spec's test part)")
+    s.add_argument("--out", required=True, help="output directory (resumable: rerun with the same arguments)")
+    s.add_argument("--delta", type=float, default=0.05, help="overall confidence parameter (whole grid)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--prior-fraction", type=float, default=0.0,
+                   help="subspace: train the prior on this seeded fraction of the data, bound on the rest")
+    s.add_argument("--grid-d", default=None, help="subspace dimensions, e.g. 250,500,1000 (default scales with n)")
+    s.add_argument("--grid-levels", default="8,16", help="codebook sizes (subspace)")
+    s.add_argument("--grid-lr", default="0.05,0.1", help="learning rates (subspace)")
+    s.add_argument("--sparsities", default="0.5,0.8,0.9,0.95", help="occam/zhou2019 grid")
+    s.add_argument("--bits", default="3,4,5", help="occam/zhou2019 grid: bits per weight (k-means codebook)")
+    s.add_argument("--epochs", type=int, default=None, help="subspace epochs (default scales with n)")
+    s.add_argument("--prior-epochs", type=int, default=30)
+    s.add_argument("--finetune-epochs", type=int, default=5, help="occam/zhou2019: masked fine-tuning epochs")
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--jobs", type=int, default=1, help="grid points in parallel (joblib; -1 = all cores)")
+    s.add_argument("--backend", default="local", choices=["local", "dask"])
+    s.add_argument("--scheduler", default=None, help="dask scheduler address (implies --backend dask)")
+    s.add_argument("--device", default=None, help="cpu (default), cuda or auto")
+    s.add_argument("--param", action="append", help="extra parameter of the occam/zhou2019 certifier, key=value")
+    s.add_argument("--no-progress", action="store_true")
+
+
+def cli_compress(a) -> int:
+    """``prunebound compress``: see :func:`compress`."""
+    from prunebound import data as D
+    from prunebound.cli import _arch, _kv
+    from prunebound.io import load_model
+
+    if a.method == "subspace":
+        if not (a.arch or a.model):
+            raise InvalidParameterError("compress --method subspace needs --arch (or --model for its architecture)")
+        module = load_model(a.model) if a.model else _arch(a.arch)
+    else:
+        if not a.model:
+            raise InvalidParameterError(f"compress --method {a.method} needs --model, the trained checkpoint")
+        module = load_model(a.model)
+    data = D.resolve(a.data)
+    tspec = a.test or test_spec_for(a.data)
+    test = D.resolve(tspec) if tspec else None
+    if a.method == "subspace":
+        ds = _floats(a.grid_d, "--grid-d", int)
+        levels = _floats(a.grid_levels, "--grid-levels", int)
+        lrs = _floats(a.grid_lr, "--grid-lr")
+        grid = None if ds is None else [(d, L, lr) for d in ds for L in levels for lr in lrs]
+        if ds is None:
+            from prunebound.bounds.subspace import default_grid
+            from prunebound.network import count_parameters
+
+            n_bound = len(data) - int(round(a.prior_fraction * len(data)))
+            grid = default_grid(n_bound, count_parameters(module), data_dependent=a.prior_fraction > 0,
+                                levels=levels, lrs=lrs)
+    else:
+        grid = [(s, b) for s in _floats(a.sparsities, "--sparsities") for b in _floats(a.bits, "--bits", int)]
+    compress(module, data, out=a.out, method=a.method, test=test, grid=grid, delta=a.delta, seed=a.seed,
+             n_jobs=a.jobs, backend=a.backend, scheduler=a.scheduler, prior_fraction=a.prior_fraction,
+             epochs=a.epochs, prior_epochs=a.prior_epochs, finetune_epochs=a.finetune_epochs,
+             batch_size=a.batch_size, device=a.device, threads=getattr(a, "threads", None),
+             progress=not a.no_progress, inner_params=_kv(a.param))
+    return 0
+
+
+def add_quantize_arguments(s) -> None:
+    """Arguments of ``prunebound quantize``."""
+    s.add_argument("model")
+    s.add_argument("--bits", type=int, default=4, help="bits per weight: k-means codebook of 2^bits values per layer")
+    s.add_argument("--data", default=None, help="data spec: fine-tune the shared centroids on it (Han et al. Eq. 3)")
+    s.add_argument("--centroid-epochs", type=int, default=1)
+    s.add_argument("--centroid-lr", type=float, default=1e-3)
+    s.add_argument("--full-bias", action="store_true", help="keep float32 biases (default: round to float16)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+
+
+def cli_quantize(a) -> int:
+    """``prunebound quantize``: k-means weight sharing (fp16 biases), optional centroid fine-tuning, save."""
+    from prunebound import data as D
+    from prunebound.coding import code_length_bits, finetune_centroids, quantize_module
+    from prunebound.io import load_model
+
+    m = load_model(a.model)
+    check_positive_int("--bits", a.bits)
+    rep = quantize_module(m, bits=a.bits, half_bias=not a.full_bias)
+    if a.data and a.centroid_epochs:
+        finetune_centroids(m, D.resolve(a.data), epochs=a.centroid_epochs, lr=a.centroid_lr, seed=a.seed)
+    out = Path(a.out)
+    if out.exists() and out.resolve() == Path(a.model).resolve():
+        raise InvalidParameterError("--out must differ from the input model")
+    _save_model_atomic(m, out)
+    cl = code_length_bits(m)
+    ks = ", ".join(f"{p}:{q.k}" for p, q in rep.per_layer.items())
+    print(f"quantize: {a.bits} bits/weight (codebook sizes {ks}); exact code {cl.total_bits} bits; written to {out}")
+    return 0
