@@ -179,3 +179,24 @@ def test_pbb_objectives_cover(objective):
     r = coverage(m, task, n=400, reps=reps, delta=DELTA, seed=61, n_test=20_000, risk_fn=m.risk)
     assert r.holds(0.01), r.to_dict()
     assert r.violations <= max(1, int(0.15 * reps))
+
+
+# ------------------------------------------------------------------------------------------ permutation gain
+def _perm_occam(train, seed):
+    from prunebound.bounds.permutation import occam_permutation_bound
+    from prunebound.coding import quantize_module
+
+    m = mlp(5, [64], 2, seed=seed)
+    fit(m, train, epochs=10, lr=1e-2, batch_size=64, seed=seed, optimizer="adam")
+    quantize_module(m, bits=2, half_bias=True)
+    return m, occam_permutation_bound(m, train, delta=DELTA).value
+
+
+def test_permutation_gain_covers():
+    # the broken variant (gain on an order-dependent code) is caught by the brute-force prior-mass check in
+    # tests/bounds/test_permutation.py; here the valid gain (log2 64! ~ 296 bits) must keep coverage
+    task = teacher_task(5, 8, 2, 0.1, seed=0)
+    reps = 100 if FULL else 10
+    r = coverage(_perm_occam, task, n=1000, reps=reps, delta=DELTA, seed=81, n_test=20_000)
+    assert r.holds(0.01), r.to_dict()
+    assert r.violations <= max(1, int(0.1 * reps))
