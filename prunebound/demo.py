@@ -51,7 +51,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.
     print(f"[demo] conv1d_small CNN, {N.count_parameters(model)} parameters; prior trained on half of the training "
           "set, subspace compression bounded on the other half")
     grid = [(50, 16, 0.05), (100, 16, 0.05), (200, 16, 0.05)] if not quick else [(20, 8, 0.05), (40, 8, 0.05)]
-    r = compress(model, train, out=out, test=test, grid=grid, delta=delta, seed=seed, n_jobs=n_jobs,
+    r = compress(model, train, out=out, test=test, grid=grid, delta=delta, seed=seed, n_jobs=1 if quick else n_jobs,
                  prior_fraction=0.5, epochs=4 if quick else 8, qat_epochs=1 if quick else 2,
                  prior_epochs=8 if quick else 30, progress=False)
     cert = r.certificate
