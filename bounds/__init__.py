@@ -3,12 +3,23 @@
 Importing this package registers the certifiers ``"occam"``, ``"zhou2019"``, ``"pac_bayes_gaussian"`` (via
 :mod:`prunebound.bounds.certify`), ``"coreset"`` (:mod:`~prunebound.bounds.coreset_bound`), ``"arora2018"``
 (:mod:`~prunebound.bounds.noise_stability`), ``"spectral_bartlett2017"`` / ``"spectral_neyshabur2018"``
-(:mod:`~prunebound.bounds.norm_bounds`) and ``"subspace"`` (:mod:`~prunebound.bounds.subspace`) with
+(:mod:`~prunebound.bounds.norm_bounds`), ``"subspace"`` (:mod:`~prunebound.bounds.subspace`) and
+``"grid_best"`` (:mod:`~prunebound.bounds.grid`, the best of a grid with the union bound paid) and ``"pbb"``
+(:mod:`~prunebound.bounds.pbb`, PAC-Bayes with backprop) and ``"occam_permutation"``
+(:mod:`~prunebound.bounds.permutation`) with
 :func:`prunebound.certificate.register_certifier`; :func:`certify` dispatches to all of them.
 """
 
 # modules whose import registers further certifiers ("coreset", "arora2018", "spectral_*", "subspace")
-from prunebound.bounds import coreset_bound, noise_stability, norm_bounds, subspace  # noqa: F401
+from prunebound.bounds import (  # noqa: F401
+    coreset_bound,
+    grid,
+    noise_stability,
+    norm_bounds,
+    pbb,
+    permutation,
+    subspace,
+)
 from prunebound.bounds.certify import certify, pac_bayes_gaussian_bound, pac_bayes_gaussian_certificate
 from prunebound.bounds.compression_bound import (
     QuantizedLayer,
@@ -40,6 +51,9 @@ __all__ = [
     "noise_stability",
     "norm_bounds",
     "subspace",
+    "grid",
+    "pbb",
+    "permutation",
     "certify",
     "pac_bayes_gaussian_bound",
     "pac_bayes_gaussian_certificate",

@@ -308,7 +308,7 @@ def _v_coreset(p: Mapping, module: nn.Module, data: Any) -> None:
 
 _SUBSPACE_KEYS = {"projection", "init_seed", "projection_seed", "grid", "pay_for_grid", "prior_fraction",
                   "split_seed", "prior_epochs", "prior_lr", "prior_batch_size", "d", "levels", "message",
-                  "message_bits"}
+                  "message_bits", "lr", "prior_schedule", "prior_threads", "prior_sha256"}
 
 
 def _v_subspace(p: Mapping, module: nn.Module, data: Any) -> None:
@@ -328,15 +328,22 @@ def _v_subspace(p: Mapping, module: nn.Module, data: Any) -> None:
     _int(kind, p, "prior_epochs", lo=0, hi=10_000)
     _int(kind, p, "prior_batch_size", lo=1, hi=10**7)
     _num(kind, p, "prior_lr")
+    _num(kind, p, "lr", none_ok=True)
+    _choice(kind, p, "prior_schedule", ("constant", "cosine", "step"))
+    _int(kind, p, "prior_threads", lo=1, hi=4096)
+    if "prior_sha256" in p and not (isinstance(p["prior_sha256"], str) and len(p["prior_sha256"]) == 64):
+        _fail(kind, "prior_sha256", p["prior_sha256"], "a SHA-256 hex digest (64 characters)")
     _num(kind, p, "prior_fraction", lo=0.0, hi=1.0, open_lo=False, open_hi=True)
     g = p.get("grid")
     if isinstance(g, (str, Mapping)) or not isinstance(g, Sequence) or not 1 <= len(g) <= _MAX_GRID:
-        _fail(kind, "grid", g, f"a non-empty list of at most {_MAX_GRID} [d, levels] pairs")
+        _fail(kind, "grid", g, f"a non-empty list of at most {_MAX_GRID} [d, levels(, lr)] points")
     for i, pt in enumerate(g):
-        if isinstance(pt, (str, Mapping)) or not isinstance(pt, Sequence) or len(pt) != 2:
-            _fail(kind, f"grid[{i}]", pt, "a [d, levels] pair")
+        if isinstance(pt, (str, Mapping)) or not isinstance(pt, Sequence) or len(pt) not in (2, 3):
+            _fail(kind, f"grid[{i}]", pt, "a [d, levels] pair or a [d, levels, lr] triple")
         _int(kind, {"d": pt[0]}, "d", lo=1, hi=max(1, n_params))
         _int(kind, {"levels": pt[1]}, "levels", lo=1, hi=65536)
+        if len(pt) == 3:
+            _num(kind, {"lr": pt[2]}, "lr")
     msg = p.get("message")
     if not isinstance(msg, str) or len(msg) % 2 or len(msg) > 2**22:
         _fail(kind, "message", msg, "a hex string of whole bytes (at most 2 MiB)")

@@ -198,7 +198,9 @@ class Certificate:
 
     def summary(self) -> str:
         head = "" if self.verifiable else "UNVERIFIABLE (rests on a user-declared quantity) "
-        return (f"{head}{self.kind}: risk <= {self.value:.4f} w.p. >= {1 - self.delta:g} "
+        g = int(self.parts.get("grid_size", 1) or 1)
+        grid = f", best of {g} grid points, union bound paid" if g > 1 else ""
+        return (f"{head}{self.kind}: risk <= {self.value:.4f} w.p. >= {1 - self.delta:g} overall{grid} "
                 f"(empirical {self.empirical:.4f}, complexity {self.complexity:.4f}, n={self.n})")
 
 

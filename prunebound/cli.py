@@ -2,13 +2,17 @@
 
 Subcommands::
 
-    prunebound demo [--out DIR]                           train, prune, quantize, certify on MNIST-1D
+    prunebound demo [--out DIR]                           train a CNN on MNIST-1D and certify it (subspace)
+    prunebound compress --arch A --data SPEC --out DIR [--method subspace|occam|zhou2019] [--prior-fraction a]
+    prunebound quantize MODEL --bits 4 [--data SPEC] --out MODEL2
     prunebound train --arch mlp:40,64,10 --data SPEC --out MODEL     (--arch resnet20:classes=10,width=16, ...)
     prunebound certify MODEL --data SPEC [--method occam] [--delta 0.05] [--out CERT] [--param k=v ...]
     prunebound verify CERT --model MODEL [--data SPEC]
     prunebound info MODEL
     prunebound prune MODEL --method NAME --sparsity S [--data SPEC] --out MODEL2
     prunebound repro list | run NAME [--preset quick|full] [--out DIR] [--backend local|dask] | figures
+
+``prunebound --threads N CMD ...`` (or ``CMD --threads N``) sets torch's thread count (compress: per grid point).
 
 Data specs (see :func:`prunebound.data.resolve`): ``mnist1d:n=4000,seed=0``, ``digits``,
 ``teacher:d=20,width=64,n=1000,seed=0``, ``mnist:dir=PATH``, ``cifar10:dir=PATH`` (``,part=test`` for the test split).
@@ -237,6 +241,18 @@ def cmd_prune(a) -> int:
     return 0
 
 
+def cmd_compress(a) -> int:
+    from prunebound.compress import cli_compress
+
+    return cli_compress(a)
+
+
+def cmd_quantize(a) -> int:
+    from prunebound.compress import cli_quantize
+
+    return cli_quantize(a)
+
+
 def cmd_repro(a) -> int:
     from prunebound import paper_repro as R
 
@@ -269,13 +285,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="prunebound", description="Certified bounds, coresets and lottery tickets "
                 "for pruned and quantized neural networks.",
                 epilog="--debug (anywhere on the line) shows the traceback of an internal error.")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (compress: per grid point)")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("demo", help="train, prune, quantize and certify a small MLP on MNIST-1D")
+    s = sub.add_parser("demo", help="train a CNN on MNIST-1D and certify it with the tightest method")
     s.add_argument("--out", default="demo_out")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (tests)")
+    s.add_argument("--threads", type=int, default=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_demo)
+
+    from prunebound.compress import add_compress_arguments, add_quantize_arguments
+
+    s = sub.add_parser("compress", help="grid of compressions -> one certificate (union over the grid paid)")
+    add_compress_arguments(s)
+    s.add_argument("--threads", type=int, default=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_compress)
+
+    s = sub.add_parser("quantize", help="k-means weight sharing of a saved model (fp16 biases)")
+    add_quantize_arguments(s)
+    s.set_defaults(fn=cmd_quantize)
 
     s = sub.add_parser("train", help="train a zoo model on a data spec")
     s.add_argument("--arch", required=True)
@@ -368,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help / --version
         return int(e.code or 0) if isinstance(e.code, int) else 0
     try:
+        if args.threads is not None and args.cmd != "compress":
+            import torch
+
+            from prunebound.errors import check_positive_int
+
+            torch.set_num_threads(check_positive_int("--threads", args.threads))
         return int(args.fn(args) or 0)
     except PruneboundError as e:
         if debug:

@@ -14,6 +14,12 @@ Data sets shipped or generated offline:
 * :func:`mnist1d` -- MNIST-1D (Greydanus 2020), generated with ``mnist1d.data.make_dataset`` (never downloaded).
 * :func:`digits` -- scikit-learn's 8x8 digits.
 * :func:`load_mnist` (IDX files, plain or ``.gz``) and :func:`load_cifar10` (the *binary* release, no pickle).
+
+Generated data sets (MNIST-1D) are cached on disk (:func:`cache_dir`, :func:`cached_arrays`): one file per
+generator call, named by the SHA-256 of the generator's name, arguments and version, written atomically (temp
+file + rename) with a SHA-256 checksum of its payload.  A missing, truncated or corrupt file is regenerated,
+never trusted.  ``PRUNEBOUND_CACHE=DIR`` moves the cache, ``PRUNEBOUND_CACHE=off`` disables it; otherwise it
+lives in ``$XDG_CACHE_HOME/prunebound`` (default ``~/.cache/prunebound``).
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
+import logging
 import math
 import os
 import struct
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +64,11 @@ __all__ = [
     "resolve",
     "DEFAULT_MAX_N",
     "DEFAULT_MAX_DIM",
+    "cache_dir",
+    "cached_arrays",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _as_tensor_x(x) -> torch.Tensor:
@@ -358,6 +371,94 @@ def conv_teacher_task(shape: Sequence[int] = (3, 32, 32), width: int = 16, n_cla
     return ConvTeacherTask(tuple(shape), width, n_classes, label_noise, upsample=upsample, seed=seed)
 
 
+# --------------------------------------------------------------------------------------------- on-disk cache
+
+_CACHE_MAGIC = b"PBCACHE1"
+_CACHE_OFF = {"off", "0", "none", "false", "no", ""}
+
+
+def cache_dir() -> Path | None:
+    """Directory of the data cache, or ``None`` when disabled (``PRUNEBOUND_CACHE=off``).
+
+    ``$PRUNEBOUND_CACHE`` if set, else ``$XDG_CACHE_HOME/prunebound``, else ``~/.cache/prunebound``.
+    """
+    env = os.environ.get("PRUNEBOUND_CACHE")
+    if env is not None:
+        return None if env.strip().lower() in _CACHE_OFF else Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "prunebound"
+
+
+def _cache_key(name: str, params: dict) -> str:
+    blob = json.dumps({"name": name, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _read_cache(path: Path, names: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """The arrays in ``path`` if it is an intact cache file holding ``names``; else ``None`` (with a warning)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("data cache %s unreadable (%s); regenerating", path, e)
+        return None
+    head = len(_CACHE_MAGIC) + 32
+    if len(raw) < head or raw[: len(_CACHE_MAGIC)] != _CACHE_MAGIC:
+        log.warning("data cache %s has no valid header; regenerating", path)
+        return None
+    payload = raw[head:]
+    if hashlib.sha256(payload).digest() != raw[len(_CACHE_MAGIC) : head]:
+        log.warning("data cache %s fails its checksum (truncated or corrupt); regenerating", path)
+        return None
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 -- any decoding failure means: do not trust, regenerate
+        log.warning("data cache %s cannot be decoded (%s); regenerating", path, e)
+        return None
+    if set(out) != set(names):
+        log.warning("data cache %s holds %s, expected %s; regenerating", path, sorted(out), sorted(names))
+        return None
+    return out
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    payload = buf.getvalue()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_CACHE_MAGIC + hashlib.sha256(payload).digest() + payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:  # a read-only or full cache directory only costs time
+        log.warning("could not write data cache %s (%s); continuing without it", path, e)
+
+
+def cached_arrays(name: str, params: dict, make, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """``make()`` (a dict of numpy arrays with keys ``names``), cached on disk under the hash of ``name`` and
+    ``params`` (see the module docstring).  A file that fails its checksum or holds other arrays is replaced."""
+    root = cache_dir()
+    if root is None:
+        return make()
+    path = root / f"{name}-{_cache_key(name, params)[:32]}.npzc"
+    hit = _read_cache(path, names)
+    if hit is not None:
+        return hit
+    arrays = {k: np.ascontiguousarray(v) for k, v in make().items()}
+    _write_cache(path, arrays)
+    return arrays
+
+
 # --------------------------------------------------------------------------------------------- MNIST-1D
 
 
@@ -365,6 +466,8 @@ def mnist1d(n_samples: int = 4000, seed: int = 0, *, train_fraction: float = 0.8
     """MNIST-1D (Greydanus 2020) generated offline by ``mnist1d.data.make_dataset``: 40-dim inputs, 10 classes.
 
     The generator seeds numpy's *global* RNG; we save and restore that state so calling this has no side effects.
+    The generated arrays are cached on disk (:func:`cached_arrays`; key: n, seed, train fraction, mnist1d's
+    version and generator arguments).
     """
     check_positive_int("n_samples", n_samples, minimum=10)
     check_probability("train_fraction", train_fraction)
@@ -376,11 +479,23 @@ def mnist1d(n_samples: int = 4000, seed: int = 0, *, train_fraction: float = 0.8
     args.num_samples = int(n_samples)
     args.seed = int(seed)
     args.train_split = float(train_fraction)
-    state = np.random.get_state()
+
+    def make() -> dict[str, np.ndarray]:
+        state = np.random.get_state()
+        try:
+            d = make_dataset(args)
+        finally:
+            np.random.set_state(state)
+        return {k: np.asarray(d[k]) for k in ("x", "y", "x_test", "y_test")}
+
     try:
-        d = make_dataset(args)
-    finally:
-        np.random.set_state(state)
+        from importlib.metadata import version as _version
+
+        mv = _version("mnist1d")
+    except Exception:  # pragma: no cover
+        mv = "unknown"
+    key = {"mnist1d": mv, "args": {k: v for k, v in vars(args).items() if k != "url"}}
+    d = cached_arrays("mnist1d", key, make, ("x", "y", "x_test", "y_test"))
     spec = f"mnist1d:n={n_samples},seed={seed}"
     tr = Dataset(torch.tensor(d["x"], dtype=torch.float32), torch.tensor(d["y"]), name="mnist1d-train",
                  n_classes=10, spec=spec + ",part=train")

@@ -62,11 +62,12 @@ def test_repro_list(capsys):
 def test_demo_quick(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    for f in ("certificate.json", "model.pt", "results.csv", "bound_vs_sparsity.png", "bound_vs_sparsity.pdf"):
+    for f in ("certificate.json", "model.pt", "grid.csv", "bound_vs_error.png", "bound_vs_error.pdf"):
         assert (out / f).stat().st_size > 0
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert "with probability >= 0.95 (over the 2 grid points tried)" in printed
     assert main(["verify", str(out / "certificate.json"), "--model", str(out / "model.pt")]) == 0
-    rows = (out / "results.csv").read_text().strip().splitlines()
+    rows = (out / "grid.csv").read_text().strip().splitlines()
     assert len(rows) == 3
 
 

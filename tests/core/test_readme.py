@@ -176,7 +176,7 @@ def test_documented_output_files_exist(doc_run):
     out = doc_run["work"] / "out" / "lueker"
     for f in ("results.jsonl", "config.json", *(f"lueker_subset_sum.{e}" for e in ("png", "pdf", "csv", "json"))):
         assert (out / f).is_file(), f
-    for f in ("certificate.json", "model.pt", "results.csv", "bound_vs_sparsity.png", "bound_vs_sparsity.pdf"):
+    for f in ("certificate.json", "model.pt", "grid.csv", "bound_vs_error.png", "bound_vs_error.pdf"):
         assert (doc_run["work"] / "demo_out" / f).is_file(), f
 
 

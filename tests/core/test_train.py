@@ -59,3 +59,52 @@ def test_fit_errors():
         T.fit(m, d5, optimizer="lbfgs")
     with pytest.raises(InvalidParameterError):
         T.evaluate(m, d5, gamma=-1)
+
+
+def test_cosine_and_step_schedules_follow_their_formulas():
+    import math
+
+    assert T._lr_factor("cosine", 0, 10, 0, None, 0.1) == 1.0
+    assert T._lr_factor("cosine", 5, 10, 0, None, 0.1) == pytest.approx(0.5)
+    assert T._lr_factor("cosine", 10, 10, 0, None, 0.1) == pytest.approx(0.0, abs=1e-15)
+    assert T._lr_factor("cosine", 3, 10, 0, None, 0.1) == pytest.approx(0.5 * (1 + math.cos(0.3 * math.pi)))
+    assert [T._lr_factor("step", 0, 0, e, 2, 0.5) for e in range(5)] == [1, 1, 0.5, 0.5, 0.25]
+    # end to end: the learning rate the optimiser used at the last step is the schedule's
+    t = D.teacher_task(d_in=5, width=16, seed=0)
+    d = t.sample(256, 1)
+    seen = []
+    m = N.mlp(5, [8], 2, seed=0)
+    orig = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    torch.optim.Adam.step = spy
+    try:
+        r = T.fit(m, d, epochs=4, lr=0.01, batch_size=64, optimizer="adam", schedule="cosine")
+    finally:
+        torch.optim.Adam.step = orig
+    assert len(seen) == 16 and seen[0] == pytest.approx(0.01)
+    assert seen[8] == pytest.approx(0.005) and seen[-1] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 15 / 16)))
+    assert r.schedule == "cosine" and r.device == "cpu"
+
+
+def test_fit_rejects_bad_schedule_and_device_and_restores_threads():
+    t = D.teacher_task(d_in=5, width=16, seed=0)
+    d = t.sample(64, 1)
+    m = N.mlp(5, [8], 2, seed=0)
+    with pytest.raises(InvalidParameterError, match="schedule"):
+        T.fit(m, d, epochs=1, schedule="linear")
+    with pytest.raises(InvalidParameterError, match="device"):
+        T.fit(m, d, epochs=1, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidParameterError, match="CUDA is not available"):
+            T.fit(m, d, epochs=1, device="cuda")
+        assert T.resolve_device("auto").type == "cpu"
+    before = torch.get_num_threads()
+    T.fit(m, d, epochs=1, threads=1)
+    assert torch.get_num_threads() == before
+    with T.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
