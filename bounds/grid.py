@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from prunebound.certificate import Certificate, certifiers, register_certifier
+from prunebound.certificate import Certificate, certifiers, param_validator, register_certifier
 from prunebound.data import Dataset
 from prunebound.errors import InvalidParameterError, check_probability
 
@@ -67,7 +67,8 @@ def grid_certificate(module: nn.Module, data: Dataset, *, delta: float, seed: in
               "inner": dict(c.params), "pay_for_grid": bool(pay_for_grid)}
     return Certificate(kind="grid_best", value=c.value, delta=delta, empirical=c.empirical,
                        complexity=c.complexity, n=c.n, parts=parts, model_sha256=c.model_sha256,
-                       data_sha256=c.data_sha256, seed=seed, params=params, data_spec=c.data_spec, note=note)
+                       data_sha256=c.data_sha256, seed=seed, params=params, data_spec=c.data_spec, note=note,
+                       verifiable=c.verifiable)  # a grid of declared-code certificates stays unverifiable
 
 
 def _jsonable(v: Any) -> Any:
@@ -78,4 +79,25 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-register_certifier("grid_best", grid_certificate)
+def _validate_grid(p: Mapping[str, Any], module: nn.Module, data: Any) -> None:
+    """Recorded parameters of a ``grid_best`` certificate: the union bound paid, a real inner method, and the
+    inner parameters valid for that method (its own validator)."""
+    if p.get("pay_for_grid", True) is not True:
+        raise InvalidParameterError("grid_best: pay_for_grid is not true -- the minimum over the grid is not "
+                                    "covered (such certificates exist only to test the coverage harness)")
+    method = p.get("method")
+    if not isinstance(method, str) or method not in certifiers() or method == "grid_best":
+        raise InvalidParameterError(f"grid_best: method must be a registered certifier other than 'grid_best'; "
+                                    f"got {method!r}")
+    inner = p.get("inner") or {}
+    if not isinstance(inner, Mapping):
+        raise InvalidParameterError(f"grid_best: inner must be an object of {method}'s parameters; got {inner!r}")
+    grid = p.get("grid")
+    if not isinstance(grid, list) or not 1 <= len(grid) <= 100_000:
+        raise InvalidParameterError("grid_best: grid must be a non-empty list of at most 100000 points")
+    v = param_validator(method)
+    if v is not None:
+        v(inner, module, data)
+
+
+register_certifier("grid_best", grid_certificate, validate=_validate_grid)

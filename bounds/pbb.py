@@ -341,4 +341,20 @@ def certify_pbb(module: nn.Module, data: Dataset, *, delta: float, seed: int | N
                             note=_note(params))
 
 
-register_certifier("pbb", certify_pbb)
+_PBB_KEYS = frozenset({"init_seed", "prior_fraction", "split_seed", "prior_epochs", "prior_lr", "prior_batch_size",
+                       "prior_schedule", "prior_sigma", "mc_samples", "mc_delta_fraction", "mc_seed", "objective",
+                       "pmin", "train_on", "prior_threads", "prior_sha256", "sigma", "sigma_sha256",
+                       "mc_correction"})
+
+
+def _validate_pbb(p: Mapping[str, Any], module: nn.Module, data: Any) -> None:
+    """Recorded parameters of a ``pbb`` certificate: known keys only; the Monte-Carlo correction is paid."""
+    unknown = sorted(set(p) - _PBB_KEYS)
+    if unknown:
+        raise InvalidParameterError(f"pbb: unknown parameters {unknown}; allowed: {sorted(_PBB_KEYS)}")
+    if p.get("mc_correction", True) is not True:
+        raise InvalidParameterError("pbb: mc_correction is not true -- the Monte-Carlo error is not bounded "
+                                    "(such certificates exist only to test the coverage harness)")
+
+
+register_certifier("pbb", certify_pbb, validate=_validate_pbb)

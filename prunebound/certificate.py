@@ -412,5 +412,9 @@ def verify(cert: Certificate, model: nn.Module, data=None, *, rtol: float = 1e-9
                             None, checkable)
     reported = ("model_sha256 differs", "data_sha256 differs", "n differs")  # already compared above
     diffs += [d for d in compare_certificates(cert, new, rtol=rtol, atol=atol) if not d.startswith(reported)]
+    if checkable and not new.verifiable:  # e.g. a grid_best over a declared-code kind
+        checkable = False
+        diffs.insert(0, f"not checkable: the recomputed {cert.kind!r} certificate rests on a quantity the user "
+                        "declared (see its note)")
     ok = not diffs and checkable
     return VerifyReport(ok, tuple(diffs), new, checkable)

@@ -14,13 +14,16 @@ import torch
 from prunebound import data as D
 from prunebound import network as N
 from prunebound.bounds import certify
+from prunebound.bounds.grid import grid_certificate
+from prunebound.bounds.pbb import pbb_train
+from prunebound.bounds.permutation import occam_permutation_certificate
 from prunebound.bounds.subspace import certify_subspace, subspace_compress
 from prunebound.certificate import Certificate, certifiers, is_verifiable, verify
 from prunebound.coding import code_length_bits, quantize_module
 from prunebound.train import fit
 
 VERIFIABLE_KINDS = ["occam", "zhou2019", "pac_bayes_gaussian", "coreset", "arora2018", "spectral_bartlett2017",
-                    "spectral_neyshabur2018", "subspace"]
+                    "spectral_neyshabur2018", "subspace", "grid_best", "pbb", "occam_permutation"]
 DECLARED_KINDS = ["occam_declared_bits", "zhou2019_declared_code"]
 
 
@@ -57,6 +60,13 @@ def honest():
         out[kind] = (certify(mod, data, method=method, seed=0, **params), mod, data)
     res = subspace_compress(N.mlp(4, [6], 2, seed=0), data, grid=((4, 2),), epochs=1, qat_epochs=1, seed=0)
     out["subspace"] = (certify_subspace(res.model, data, delta=0.05, seed=0, **res.params), res.model, data)
+    out["grid_best"] = (grid_certificate(q, data, delta=0.05, seed=0, method="occam", grid=[2, 4], point=2), q, data)
+    r = pbb_train(N.mlp(4, [6], 2, seed=0), data, objective="fquad", prior_epochs=1, epochs=1, mc_samples=5)
+    out["pbb"] = (r.certificate, r.model, data)
+    qh = N.mlp(4, [6], 2, seed=0)
+    qh.load_state_dict(m.state_dict())
+    quantize_module(qh, bits=2, half_bias=True)
+    out["occam_permutation"] = (occam_permutation_certificate(qh, data, delta=0.05), qh, data)
     return out
 
 
@@ -158,3 +168,21 @@ def test_zhou_declared_index_code_is_not_a_zhou2019_certificate(honest):
     assert not rep.ok and any("index_code" in s for s in rep.differences)
     rep = verify(Certificate.from_dict({**cert.to_dict(), "params": {**cert.params, "bits": 10.0}}), q, d)
     assert not rep.ok and any("bits" in s for s in rep.differences)
+
+
+def test_a_grid_of_declared_codes_is_not_checkable(honest):
+    """grid_best wrapping a declared-code kind inherits its unverifiability (no laundering through a grid)."""
+    _, q, data = honest["occam"]
+    c = grid_certificate(q, data, delta=0.05, method="occam_declared_bits", grid=[0, 1], point=0,
+                         inner={"bits": 0})
+    assert not c.verifiable
+    for claimed in (c, Certificate.from_dict({**c.to_dict(), "verifiable": True})):
+        rep = verify(claimed, q, data)
+        assert not rep.ok and not rep.checkable
+
+
+def test_a_grid_that_does_not_pay_is_refused(honest):
+    _, q, data = honest["occam"]
+    c = grid_certificate(q, data, delta=0.05, method="occam", grid=[0, 1], point=0, pay_for_grid=False)
+    rep = verify(c, q, data)
+    assert not rep.ok and any("pay_for_grid" in d for d in rep.differences)

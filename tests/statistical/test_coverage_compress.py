@@ -71,7 +71,7 @@ class _FixedGrid:
         j = int(torch.argmin(err))
         m = self.module(j)
         # the classifiers are fixed in advance: a 0-bit code given the grid index
-        c = grid_certificate(m, train, delta=DELTA, method="occam", grid=list(range(self.K)), point=j,
+        c = grid_certificate(m, train, delta=DELTA, method="occam_declared_bits", grid=list(range(self.K)), point=j,
                              inner={"bits": 0.0}, pay_for_grid=self.pay)
         return m, c.value
 
