@@ -65,6 +65,7 @@ from prunebound.coding import (
     range_encode,
 )
 from prunebound.data import Dataset
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
@@ -389,7 +390,7 @@ def subspace_compress(
     data: Dataset,
     *,
     grid: Sequence[tuple[int, int]] = ((50, 8), (100, 8), (200, 8)),
-    delta: float = 0.05,
+    delta: float = DEFAULT_DELTA,
     seed: int = 0,
     projection: str = "fastfood",
     epochs: int = 30,

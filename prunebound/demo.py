@@ -19,10 +19,12 @@ from pathlib import Path
 
 import torch
 
+from prunebound.defaults import DEFAULT_DELTA
+
 __all__ = ["run_demo"]
 
 
-def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.05) -> dict:
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = DEFAULT_DELTA) -> dict:
     from prunebound import data as D
     from prunebound import network as N
     from prunebound.bounds import certify

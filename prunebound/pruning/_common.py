@@ -16,7 +16,7 @@ from torch import nn
 from prunebound.data import Dataset
 from prunebound.errors import DataError, InvalidParameterError, check_probability
 from prunebound.network import Network, apply_masks, clone, masks_of, refresh_masked_weights
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 SCOPES = ("layer", "global")
 
@@ -155,7 +155,7 @@ def penalize_then_prune(
     desc: str,
     params: dict[str, Any],
     info=None,
-) -> PruneReport:
+) -> PruneResult:
     """Shared recipe of the penalty methods: train ``epochs`` on loss + ``regularizer(module)``, remove the
     smallest-magnitude weights to reach ``sparsity`` (``scope`` global/layer), fine-tune ``finetune_epochs`` with
     the masks fixed, and report. ``info(net)`` (optional) adds method-specific numbers after pruning."""
@@ -178,8 +178,8 @@ def make_report(
     params: dict[str, Any],
     info: dict[str, Any] | None = None,
     unit: str = "weight",
-) -> PruneReport:
-    """Build the :class:`PruneReport`, reading sparsity from the installed masks (biases excluded)."""
+) -> PruneResult:
+    """Build the :class:`PruneResult`, reading sparsity from the installed masks (biases excluded)."""
     unmasked = {ly.path: torch.ones_like(ly.weight) for ly in net.layers if ly.mask is None}
     if unmasked:  # every weighted layer carries a torch prune mask, even when nothing was removed there
         apply_masks(net.module, unmasked)
@@ -193,7 +193,7 @@ def make_report(
         zeros += z
         tot += m.numel()
     net.module.eval()
-    return PruneReport(
+    return PruneResult(
         net.module, method, requested, per, zeros / tot, retrained, dict(params), dict(info or {}), unit
     )
 

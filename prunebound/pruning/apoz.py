@@ -37,7 +37,7 @@ from prunebound.pruning._common import (
     set_masks,
     unit_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["apoz", "apoz_scores"]
 
@@ -66,7 +66,7 @@ def apoz(
     epochs: int = 3,
     lr: float = 0.01,
     batch_size: int = 64,
-) -> PruneReport:
+) -> PruneResult:
     """Trim the highest-APoZ neurons/channels of each hidden layer, retrain warm-started (masks fixed)."""
     data = require_data(data, "apoz (Hu et al. 2016)")
     net = prepare(module)

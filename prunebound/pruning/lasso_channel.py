@@ -51,7 +51,7 @@ from prunebound.pruning._common import (
     unit_columns,
     unit_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["lasso_channel", "lasso_cd", "layer_patches"]
 
@@ -160,7 +160,7 @@ def lasso_channel(
     seed: int | None = 0,
     n_samples: int = 1000,
     reconstruct: bool = True,
-) -> PruneReport:
+) -> PruneResult:
     """He et al. (2017) channel pruning on every hidden ReLU layer; ``n_samples`` random training inputs."""
     data = require_data(data, "lasso_channel (He et al. 2017)")
     net = prepare(module)

@@ -37,7 +37,7 @@ from prunebound.pruning._common import (
     unit_columns,
     unit_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["neuron_merging"]
 
@@ -48,7 +48,7 @@ def neuron_merging(
     *,
     sparsity: float = 0.5,
     seed: int | None = 0,
-) -> PruneReport:
+) -> PruneResult:
     """Merge the most similar neurons of each hidden ReLU layer (data-free; ``data`` and ``seed`` are unused,
     accepted for the common API -- ties are broken by the lowest index)."""
     net = prepare(module)
