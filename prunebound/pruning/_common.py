@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +34,48 @@ def prepare(module: nn.Module) -> Network:
 def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
     """``sparsity`` must lie in [0, 1): the fraction of weights (or units) to remove."""
     return check_probability(name, sparsity, open_left=False)
+
+
+UNITS = ("neuron", "weight")
+
+
+def structured_weight_sparsity(module, u) -> np.ndarray:
+    """Weight sparsity after removing ``round(u * n_l)`` units of every hidden layer (vectorised over ``u``).
+
+    Layer ``l`` keeps the fraction ``(1 - r_l / n_l)`` of its rows (if hidden) times ``(1 - r_{l-1} /
+    n_{l-1})`` of its columns (if the previous layer is hidden), ``r_l = round(u n_l)`` (as :func:`n_prune`).
+    """
+    net = module if isinstance(module, Network) else Network.from_module(module)
+    u = np.atleast_1d(np.asarray(u, dtype=np.float64))
+    sizes = [ly.fan_out for ly in net.layers]
+    kept_rows = [1.0 - np.round(u * n) / n for n in sizes[:-1]] + [np.ones_like(u)]
+    kept = np.zeros_like(u)
+    total = 0
+    for i, ly in enumerate(net.layers):
+        frac = kept_rows[i] * (kept_rows[i - 1] if i > 0 else 1.0)
+        kept += frac * ly.weight.numel()
+        total += ly.weight.numel()
+    return 1.0 - kept / total
+
+
+def unit_sparsity_for(module, s: float, *, grid: int = 20_001) -> float:
+    """The unit fraction ``u`` (per hidden layer) whose weight sparsity is closest to ``s`` (smallest such
+    ``u`` on a ``grid`` over [0, 1))."""
+    check_sparsity(s)
+    us = np.linspace(0.0, 1.0, grid, endpoint=False)
+    ws = structured_weight_sparsity(module, us)
+    return float(us[int(np.argmin(np.abs(ws - s)))])
+
+
+def unit_fraction(net: Network, sparsity: float, unit: str) -> float:
+    """Fraction of neurons/channels to remove per hidden layer for a structured method.
+
+    ``unit="neuron"``: ``sparsity`` already is that fraction; ``unit="weight"``: ``sparsity`` is the fraction of
+    weights to remove and the unit fraction whose weight sparsity is closest to it is returned
+    (:func:`unit_sparsity_for`; exact up to the granularity of one unit per layer)."""
+    if unit not in UNITS:
+        raise InvalidParameterError(f"unit must be one of {UNITS}; got {unit!r}")
+    return sparsity if unit == "neuron" else unit_sparsity_for(net, sparsity)
 
 
 def check_scope(scope: str) -> str:
