@@ -84,7 +84,7 @@ class PruneResult:
 
     def summary(self) -> str:
         """One line in words: method, achieved sparsity, what was retrained, and the guarantee if any."""
-        req = "" if self.requested is None else f" (requested {self.requested:g} of {self.unit}s)"
+        req = "" if self.requested is None else f" (requested {self.requested:g} of the {self.unit}s)"
         s = f"{self.method}: removed {100.0 * self.total:.1f} % of weights{req}"
         if self.retrained:
             s += f"; {self.retrained}"
