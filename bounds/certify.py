@@ -58,6 +58,7 @@ from prunebound.certificate import (
     set_param_validator,
 )
 from prunebound.data import Dataset, as_dataset
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import InvalidParameterError, check_positive, check_positive_int, check_probability
 from prunebound.network import Network, architecture, build_architecture, to_vector
 
@@ -148,7 +149,7 @@ def pac_bayes_gaussian_certificate(
     module: nn.Module,
     data: Dataset,
     *,
-    delta: float = 0.05,
+    delta: float = DEFAULT_DELTA,
     seed: int | None = 0,
     sigmas: Sequence[float] = _DEFAULT_GAUSS_SIGMAS,
     sigma_prior: float | None = None,
@@ -400,7 +401,7 @@ def certify(
     data: Dataset,
     *,
     method: str = "occam",
-    delta: float = 0.05,
+    delta: float = DEFAULT_DELTA,
     seed: int | None = 0,
     **params,
 ) -> Certificate:

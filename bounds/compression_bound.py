@@ -51,6 +51,7 @@ from prunebound.bounds.pac_bayes import kl_bound, occam_bound, sample_convergenc
 from prunebound.certificate import BoundTerms, Certificate, make_certificate
 from prunebound.coding import huffman_code_lengths
 from prunebound.data import Dataset
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
@@ -430,7 +431,7 @@ def occam_certificate(
     module: nn.Module,
     data: Dataset,
     *,
-    delta: float = 0.05,
+    delta: float = DEFAULT_DELTA,
     seed: int | None = None,
     bits: float | None = None,
     form: str = "kl",
@@ -454,13 +455,13 @@ def occam_certificate(
                             verifiable=verifiable)
 
 
-def occam_encoded_certificate(module: nn.Module, data: Dataset, *, delta: float = 0.05, seed: int | None = None,
-                              form: str = "kl") -> Certificate:
+def occam_encoded_certificate(module: nn.Module, data: Dataset, *, delta: float = DEFAULT_DELTA,
+                              seed: int | None = None, form: str = "kl") -> Certificate:
     """The ``"occam"`` certifier: code length always from the encoder (a ``bits`` parameter is refused)."""
     return occam_certificate(module, data, delta=delta, seed=seed, form=form)
 
 
-def occam_declared_bits_certificate(module: nn.Module, data: Dataset, *, delta: float = 0.05,
+def occam_declared_bits_certificate(module: nn.Module, data: Dataset, *, delta: float = DEFAULT_DELTA,
                                     seed: int | None = None, bits: float, form: str = "kl") -> Certificate:
     """The ``"occam_declared_bits"`` certifier (unverifiable): the Occam bound with a user-declared code length."""
     return occam_certificate(module, data, delta=delta, seed=seed, bits=bits, form=form)
@@ -470,7 +471,7 @@ def zhou2019_certificate(
     module: nn.Module,
     data: Dataset,
     *,
-    delta: float = 0.05,
+    delta: float = DEFAULT_DELTA,
     seed: int | None = 0,
     bits: float | None = None,
     sigmas: Sequence[float] = _DEFAULT_SIGMAS,
@@ -524,7 +525,8 @@ def zhou2019_certificate(
                             verifiable=verifiable)
 
 
-def zhou2019_encoded_certificate(module: nn.Module, data: Dataset, *, delta: float = 0.05, seed: int | None = 0,
+def zhou2019_encoded_certificate(module: nn.Module, data: Dataset, *, delta: float = DEFAULT_DELTA,
+                                 seed: int | None = 0,
                                  sigmas: Sequence[float] = _DEFAULT_SIGMAS, taus: Sequence[float] = _DEFAULT_TAUS,
                                  mc_samples: int = 500, mc_delta_fraction: float = 0.2,
                                  index_code: str = "huffman", max_codebook: int = 256) -> Certificate:

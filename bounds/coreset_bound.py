@@ -76,7 +76,8 @@ def coreset_compress(module: nn.Module, data, *, method: str = "corenet", seed: 
     """Prune with :func:`prunebound.coresets.prune` and round weight_orig and biases to float16 values."""
     from prunebound.coresets import prune
 
-    pruned, guarantee = prune(module, data, method=method, seed=seed, **kw)
+    res = prune(module, data, method=method, seed=seed, **kw)
+    pruned, guarantee = res.module, res.guarantee
     net = Network.from_module(pruned)
     with torch.no_grad():
         for ly in net.layers:

@@ -102,6 +102,7 @@ from prunebound.bounds.norm_bounds import (
 from prunebound.bounds.pac_bayes import occam_bound as pac_bayes_occam
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
 from prunebound.data import Dataset, as_dataset
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
@@ -759,7 +760,7 @@ def _layer_code_bits(mode: str, k: int, n_weights: int, bits: int, n_bias: int) 
 
 
 def compress(module: nn.Module | Network, data: Dataset | torch.Tensor, *, gamma: float | None = None,
-             eps: float | None = None, delta: float = 0.05, seed: int | None = 0, bits: int | None = None,
+             eps: float | None = None, delta: float = DEFAULT_DELTA, seed: int | None = 0, bits: int | None = None,
              k: Sequence[int] | None = None, k_scale: float = 1.0, kappa: float = 4.0,
              stability: NoiseStability | None = None, chunk: int = 1 << 22) -> CompressedNetwork:
     """Algorithm 2 of Arora et al.: Matrix-Project every layer with ``ε_i``, ``η_i`` from
@@ -850,7 +851,7 @@ def _n_errors(model: nn.Module, data: Dataset) -> int:
     return int((margins(model, data) <= 0).sum())
 
 
-def arora2018_bound(module: nn.Module | Network, data: Dataset, *, delta: float = 0.05, seed: int | None = 0,
+def arora2018_bound(module: nn.Module | Network, data: Dataset, *, delta: float = DEFAULT_DELTA, seed: int | None = 0,
                     gamma: float | None = None, bits_grid: Sequence[int] = (2, 3, 4, 5, 6, 8, 10, 12),
                     k_scale: float = 1.0, kappa: float = 4.0, method: str = "binomial"
                     ) -> tuple[BoundTerms, CompressedNetwork]:

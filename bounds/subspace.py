@@ -77,6 +77,7 @@ from prunebound.coding import (
     range_encode,
 )
 from prunebound.data import Dataset
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
@@ -489,7 +490,7 @@ def subspace_compress(
     data: Dataset,
     *,
     grid: Sequence[tuple] = ((50, 8), (100, 8), (200, 8)),
-    delta: float = 0.05,
+    delta: float = DEFAULT_DELTA,
     seed: int = 0,
     projection: str = "fastfood",
     epochs: int = 30,

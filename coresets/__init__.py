@@ -1,6 +1,7 @@
 """prunebound.coresets: provable sampling-based pruning with sensitivity estimates.
 
-``prune(module, data, method=..., eps=... | keep_ratio=..., delta=...) -> (pruned_copy, Guarantee)`` with
+``prune(module, data, method=..., eps=... | sparsity=... (or keep_ratio = 1 - sparsity), delta=DEFAULT_DELTA)
+-> PruneResult`` (the pruned copy in ``.module``, the :class:`Guarantee` in ``.guarantee``) with
 methods CoreNet (Baykal et al. 2019), data-independent coresets (Mussay et al. 2020), SiPP (Baykal et al.
 2022; ``sipp`` as published with its budget program, ``sipp_abs`` the earlier |w||a| variant), PFP
 (Liebenwein et al. 2020) and the baselines uniform / magnitude (layer-wise, global). One sampling core
@@ -33,9 +34,10 @@ from prunebound.coresets.sensitivity import (
 )
 from prunebound.coresets.sipp import sipp
 from prunebound.coresets.sipp_budget import allocate_budget, sipp_alpha, sipp_error, sipp_sample_size
+from prunebound.pruning.report import PruneResult
 
 __all__ = [
-    "prune", "METHODS", "Guarantee",
+    "prune", "METHODS", "Guarantee", "PruneResult",
     "corenet", "corenet_constants", "sparsify_layer", "data_independent", "sipp", "pfp",
     "uniform", "magnitude_layerwise", "magnitude_global",
     "corenet_sample_size", "bernstein_sample_size", "epsilon_sample_size", "importance_sample",

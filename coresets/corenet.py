@@ -53,13 +53,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.keep_ratio import RowKeep
 from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import corenet_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import edge_sensitivity
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import DataError, check_positive, check_probability
 from prunebound.network import Network, clone
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["corenet", "corenet_plan", "CoreNetPlan", "sparsify_layer", "corenet_constants", "delta_hat"]
 
@@ -90,7 +91,7 @@ def delta_hat(weight: torch.Tensor, inputs: torch.Tensor) -> float:
 
 
 def sparsify_layer(weight: torch.Tensor, inputs: torch.Tensor, *, eps: float, delta: float, eta: int,
-                   K: float, generator: torch.Generator, m_scale: float = 1.0, s: torch.Tensor | None = None
+                   K: float, seed: int | torch.Generator | None, m_scale: float = 1.0, s: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """SPARSIFY every neuron of one layer (positive and negative edges separately), all rows at once.
 
@@ -108,7 +109,7 @@ def sparsify_layer(weight: torch.Tensor, inputs: torch.Tensor, *, eps: float, de
         m = torch.ceil(m.double() * m_scale).to(torch.int64)
     pos, neg = w > 0, w < 0
     w2 = torch.cat([w * pos, w * neg])
-    new2, mask2 = sparsify_rows(w2, s2, m, generator)
+    new2, mask2 = sparsify_rows(w2, s2, m, seed)
     out = w.shape[0]
     mask = torch.maximum(mask2[:out], mask2[out:])
     return new2[:out] + new2[out:], mask, m.reshape(2, out), tot.reshape(2, out)
@@ -158,7 +159,7 @@ class CoreNetPlan:
         return kept / self.before
 
 
-def corenet_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+def corenet_plan(module: nn.Module, data, *, delta: float = DEFAULT_DELTA, seed: int | torch.Generator | None = 0,
                  K: float | None = None, n_points: int | None = None, use_kappa: bool = True,
                  propagate: bool = True) -> CoreNetPlan:
     """Validate, draw the sensitivity batch S and compute every ``eps``-independent quantity of CoreNet."""
@@ -189,11 +190,11 @@ def corenet_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | tor
                        propagate=propagate)
 
 
-def corenet(module: nn.Module, data, *, eps: float, delta: float = 0.1,
+def corenet(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA,
             seed: int | torch.Generator | None = 0,
             K: float | None = None, n_points: int | None = None, use_kappa: bool = True,
             propagate: bool = True, _allow_large_eps: bool = False, _plan: CoreNetPlan | None = None
-            ) -> tuple[nn.Module, Guarantee]:
+            ) -> PruneResult:
     """Prune a copy of ``module`` with CoreNet at relative error ``eps`` and failure probability ``delta``.
 
     ``propagate=False`` allocates the error uniformly, ``eps_l = eps'`` for every layer, instead of the
@@ -216,7 +217,7 @@ def corenet(module: nn.Module, data, *, eps: float, delta: float = 0.1,
     return _apply(plan, eps)
 
 
-def _apply(plan: CoreNetPlan, eps: float) -> tuple[nn.Module, Guarantee]:
+def _apply(plan: CoreNetPlan, eps: float) -> PruneResult:
     """One CoreNet pass at ``eps`` on a fresh copy; layers from the input forward (later layers see the
     sparsified earlier ones; cached sensitivities are used while every earlier layer is unchanged)."""
     net = Network.from_module(clone(plan.net.module))
@@ -230,7 +231,7 @@ def _apply(plan: CoreNetPlan, eps: float) -> tuple[nn.Module, Guarantee]:
         a = net.trace(S).inputs[i] if changed else plan.inputs[i]
         s = None if changed else plan.sens[i]
         new_w, mask, m, tot = sparsify_layer(ly.weight_matrix(), a, eps=eps_all[i], delta=plan.layer_delta(i),
-                                             eta=c["eta"], K=plan.K, generator=g, s=s)
+                                             eta=c["eta"], K=plan.K, seed=g, s=s)
         set_layer(net, i, new_w, mask)
         changed = True
         eps_l.append(eps_all[i])

@@ -21,19 +21,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.pfp import channel_step
 from prunebound.coresets.prune import finish, prepare, require_linear, set_layer
 from prunebound.coresets.sampling import epsilon_sample_size, make_generator
 from prunebound.coresets.sensitivity import neuron_sensitivity_data_independent
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import check_positive
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["data_independent"]
 
 
-def data_independent(module: nn.Module, data=None, *, eps: float, delta: float = 0.1,
+def data_independent(module: nn.Module, data=None, *, eps: float, delta: float = DEFAULT_DELTA,
                      seed: int | torch.Generator | None = 0, c: float = 1.0, _allow_large_eps: bool = False
-                     ) -> tuple[nn.Module, Guarantee]:
+                     ) -> PruneResult:
     """Prune hidden neurons of a copy of ``module`` with data-independent coresets."""
     if _allow_large_eps:
         check_positive("eps", eps)

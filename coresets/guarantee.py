@@ -1,6 +1,6 @@
-"""The record returned by every coreset pruning method: what was done and what is guaranteed.
+"""What a coreset pruning method guarantees (attached to its :class:`~prunebound.pruning.PruneResult`).
 
-A :class:`Guarantee` states, for the pruned network returned alongside it, the target relative error ``eps``
+A :class:`Guarantee` states, for the pruned network of the result it is attached to, the target relative error ``eps``
 and failure probability ``delta`` of the method's theorem, the per-layer tolerances ``eps_l`` / ``delta_l``
 that the theorem's analysis allocates, the per-layer sample sizes (summed over the rows / neurons of a layer),
 the per-layer total sensitivity ``S_l`` (summed over rows), and the achieved keep ratio (non-zero weights kept

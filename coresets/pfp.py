@@ -23,25 +23,26 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.keep_ratio import RowKeep
 from prunebound.coresets.prune import finish, prepare, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import bernstein_sample_size, importance_sample, make_generator
 from prunebound.coresets.sensitivity import channel_sensitivity
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import DataError, InvalidParameterError, check_positive, check_probability
 from prunebound.network import Network, clone
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["pfp", "pfp_plan", "PFPPlan", "channel_step"]
 
 
-def channel_step(q: torch.Tensor, m: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_step(q: torch.Tensor, m: int, seed: int | torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample ``m`` channels from sensitivities ``q`` (unnormalised). Returns ``(keep 0/1, scale)``."""
     q = q.detach().double()
     nnz = int((q > 0).sum())
     if m >= nnz:
         keep = (q > 0).double()
         return keep, keep.clone()
-    counts = importance_sample(q[None], torch.tensor([m]), generator)[0]
+    counts = importance_sample(q[None], torch.tensor([m]), seed)[0]
     p = q / q.sum()
     scale = torch.where(counts > 0, counts / (m * p.clamp_min(1e-300)), torch.zeros_like(counts))
     return (counts > 0).double(), scale
@@ -89,7 +90,7 @@ class PFPPlan:
         return kept / self.before
 
 
-def pfp_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+def pfp_plan(module: nn.Module, data, *, delta: float = DEFAULT_DELTA, seed: int | torch.Generator | None = 0,
              K: float = 3.0, n_points: int = 128) -> PFPPlan:
     """Validate, draw S and compute the dense network's channel sensitivities (independent of ``eps``)."""
     net, x, before = prepare(module, data, eps=None, delta=delta)
@@ -113,9 +114,9 @@ def pfp_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.G
                    keep=[RowKeep(s[None]) for s in sens], nz=nz)
 
 
-def pfp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+def pfp(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, seed: int | torch.Generator | None = 0,
         K: float = 3.0, n_points: int = 128, _allow_large_eps: bool = False, _plan: PFPPlan | None = None
-        ) -> tuple[nn.Module, Guarantee]:
+        ) -> PruneResult:
     """Prune whole neurons/filters of a copy of ``module`` with PFP."""
     if _allow_large_eps:
         check_positive("eps", eps)

@@ -1,8 +1,9 @@
 """One entry point for every coreset method, and the plumbing the methods share.
 
-``prune(module, data, method=..., eps=...)`` returns ``(pruned_copy, Guarantee)``; with ``keep_ratio`` instead
-of ``eps`` the sample-size formula is inverted without re-pruning for CoreNet, SiPP and PFP: their
-sensitivities are computed once, ``eps`` is solved on the expected kept fraction
+``prune(module, data, method=..., eps=...)`` returns a :class:`~prunebound.pruning.PruneResult` (the pruned copy
+in ``.module``, the method's :class:`Guarantee` in ``.guarantee``); with ``sparsity`` (or its complement
+``keep_ratio``) instead of ``eps`` the sample-size formula is inverted without re-pruning for CoreNet, SiPP and
+PFP: their sensitivities are computed once, ``eps`` is solved on the expected kept fraction
 (:mod:`prunebound.coresets.keep_ratio`), and one pruning pass runs at that ``eps`` -- its result is exactly
 ``method(eps=that eps, seed=seed)``. Data-independent coresets (cheap, no data) keep a bisection on ``log eps``
 with one pass per step. CoreNet with ``keep_ratio`` allocates the error uniformly across layers
@@ -15,6 +16,7 @@ Plumbing: :func:`prepare` validates arguments and deep-copies the module (the in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from torch import nn
 
 from prunebound.coresets.guarantee import Guarantee
 from prunebound.data import Dataset, as_dataset
+from prunebound.defaults import DEFAULT_DELTA, resolve_keep_ratio
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
@@ -33,6 +36,8 @@ from prunebound.errors import (
     check_probability,
 )
 from prunebound.network import Network, apply_masks, clone, is_pruned, refresh_masked_weights
+from prunebound.network import sparsity as sparsity_of
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["prune", "METHODS", "prepare", "set_layer", "sensitivity_batch", "finish", "require_linear"]
 
@@ -80,12 +85,12 @@ def require_linear(net: Network, method: str) -> None:
             )
 
 
-def sensitivity_batch(x: torch.Tensor, n_points: int, generator: torch.Generator) -> torch.Tensor:
+def sensitivity_batch(x: torch.Tensor, n_points: int, seed: int | torch.Generator | None) -> torch.Tensor:
     """``n_points`` inputs drawn uniformly without replacement (all of them if there are fewer)."""
     n_points = check_positive_int("n_points", n_points)
     if n_points >= x.shape[0]:
         return x
-    return x[torch.randperm(x.shape[0], generator=generator)[:n_points]]
+    return x[torch.randperm(x.shape[0], generator=_make_generator(seed))[:n_points]]
 
 
 def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor) -> None:
@@ -100,8 +105,11 @@ def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor
 
 def finish(net: Network, before: int, *, method: str, eps: float | None, delta: float,
            eps_l, delta_l, m_l, s_l, guaranteed: bool = True, extra: dict | None = None,
-           relative: bool = True, eps_certified: float | None = None) -> tuple[nn.Module, Guarantee]:
-    """Make sure every layer carries a mask, count kept weights and build the :class:`Guarantee`.
+           relative: bool = True, eps_certified: float | None = None,
+           requested: float | None = None) -> PruneResult:
+    """Make sure every layer carries a mask, count kept weights, build the :class:`Guarantee` and return the
+    :class:`~prunebound.pruning.PruneResult` (achieved sparsity read from the module; ``requested`` = the
+    requested sparsity when the method was driven by a size, ``None`` when driven by ``eps``).
 
     For a relative-error statement (``relative``) an end-to-end ``eps`` (``eps_certified`` when the method's
     certified error differs from its ``eps`` parameter) ``>= 1`` is vacuous: ``guaranteed=False``."""
@@ -117,7 +125,15 @@ def finish(net: Network, before: int, *, method: str, eps: float | None, delta: 
                   delta_per_layer=tuple(float(d) for d in delta_l), sample_sizes=tuple(int(v) for v in m_l),
                   total_sensitivity=tuple(float(v) for v in s_l), keep_ratio=kept / before, kept=kept,
                   total=before, guaranteed=guaranteed and not vacuous, extra=dict(extra or {}), vacuous=vacuous)
-    return net.module, g
+    sp = sparsity_of(net)
+    return PruneResult(net.module, method, requested, dict(sp.per_layer), sp.total,
+                       params={"eps": g.eps, "delta": g.delta}, extra=dict(g.extra), guarantee=g)
+
+
+def _make_generator(seed):
+    from prunebound.coresets.sampling import make_generator
+
+    return make_generator(seed)
 
 
 def _methods() -> dict[str, Callable]:
@@ -138,28 +154,34 @@ METHODS = ("corenet", "data_independent", "sipp", "sipp_abs", "pfp", "uniform", 
 _BASELINES = ("uniform", "magnitude", "magnitude_global")
 
 
-def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None = None, delta: float = 0.1,
-          keep_ratio: float | None = None, seed: int | None = 0, eps_range: tuple[float, float] = (1e-4, 1e9),
-          iters: int = 30, **kw) -> tuple[nn.Module, Guarantee]:
-    """Prune a copy of ``module`` with ``method`` at tolerance ``eps`` or to a target ``keep_ratio``.
+def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None = None,
+          sparsity: float | None = None, keep_ratio: float | None = None, delta: float = DEFAULT_DELTA,
+          seed: int | None = 0, eps_range: tuple[float, float] = (1e-4, 1e9), iters: int = 30,
+          **kw) -> PruneResult:
+    """Prune a copy of ``module`` with ``method`` at tolerance ``eps`` or to a target ``sparsity``.
 
-    Methods: ``corenet``, ``data_independent``, ``sipp``, ``pfp`` (take ``eps`` or ``keep_ratio``) and the
-    baselines ``uniform``, ``magnitude`` (layer-wise), ``magnitude_global`` (take ``keep_ratio`` only).
-    Extra keywords go to the method. When ``keep_ratio`` is given the internal ``eps`` may exceed 1 (the
-    theorem's statement is then weak but still true); it is recorded in the Guarantee.
+    ``sparsity`` is the fraction of (non-zero) weights to remove; ``keep_ratio = 1 - sparsity`` is accepted as its
+    complement (both given and inconsistent: :class:`InvalidParameterError`). Methods: ``corenet``,
+    ``data_independent``, ``sipp``, ``pfp`` (take ``eps`` or a size) and the baselines ``uniform``, ``magnitude``
+    (layer-wise), ``magnitude_global`` (a size only). Extra keywords go to the method. When a size is given the
+    internal ``eps`` may exceed 1 (the theorem's statement is then weak but still true); it is recorded in the
+    Guarantee. Returns a :class:`~prunebound.pruning.PruneResult` whose ``guarantee`` is the method's
+    :class:`Guarantee`.
     """
     table = _methods()
     if method not in table:
         raise InvalidParameterError(f"method must be one of {list(METHODS)}; got {method!r}")
     fn = table[method]
+    keep_ratio = resolve_keep_ratio(sparsity, keep_ratio, required=False)
     if method in _BASELINES:
         if keep_ratio is None:
-            raise InvalidParameterError(f"baseline method {method!r} needs keep_ratio (it has no eps)")
+            raise InvalidParameterError(f"baseline method {method!r} needs sparsity or keep_ratio (it has no eps)")
         check_probability("keep_ratio", keep_ratio, open_right=False)
         return fn(module, data, keep_ratio=keep_ratio, delta=delta, seed=seed, **kw)
     if (eps is None) == (keep_ratio is None):
         raise InvalidParameterError(
-            f"give exactly one of eps or keep_ratio; got eps={eps!r}, keep_ratio={keep_ratio!r}")
+            f"give exactly one of eps or sparsity (keep_ratio = 1 - sparsity); got eps={eps!r}, "
+            f"sparsity={sparsity!r}, keep_ratio={keep_ratio!r}")
     if eps is not None:
         return fn(module, data, eps=eps, delta=delta, seed=seed, **kw)
     check_probability("keep_ratio", keep_ratio, open_right=False)
@@ -176,14 +198,15 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
     else:
         best = _bisect(fn, module, data, keep_ratio=keep_ratio, delta=delta, seed=seed, eps_range=eps_range,
                        iters=iters, **kw)
-    if abs(best[1].keep_ratio - keep_ratio) > 0.05:
+    if abs(best.guarantee.keep_ratio - keep_ratio) > 0.05:
         warnings.warn(
-            f"coresets.prune({method!r}): keep_ratio={keep_ratio} is not reachable; the closest achieved keep ratio "
-            f"is {best[1].keep_ratio:.3f} (e.g. CoreNet keeps layers on signed inputs dense, and sampling with "
-            f"replacement saturates). Check Guarantee.keep_ratio before using the result.",
+            f"coresets.prune({method!r}): sparsity={1 - keep_ratio:g} (keep_ratio={keep_ratio:g}) is not reachable; "
+            f"the closest achieved keep ratio is {best.guarantee.keep_ratio:.3f} (e.g. CoreNet keeps layers on "
+            f"signed inputs dense, and sampling with replacement saturates). Check PruneResult.sparsity before "
+            f"using the result.",
             stacklevel=2,
         )
-    return best
+    return dataclasses.replace(best, requested=1.0 - keep_ratio)
 
 
 def _planners() -> dict[str, Callable]:
@@ -211,8 +234,8 @@ def _search_with_plan(fn, planner, module, data, *, keep_ratio, delta, seed, eps
             break
         tried.add(eps)
         out = fn(module, data, eps=eps, delta=delta, seed=seed, _allow_large_eps=True, _plan=plan, **kw)
-        r = out[1].keep_ratio
-        if best is None or abs(r - keep_ratio) < abs(best[1].keep_ratio - keep_ratio):
+        r = out.guarantee.keep_ratio
+        if best is None or abs(r - keep_ratio) < abs(best.guarantee.keep_ratio - keep_ratio):
             best = out
         if abs(r - keep_ratio) <= tol:
             break
@@ -227,8 +250,8 @@ def _bisect(fn, module, data, *, keep_ratio, delta, seed, eps_range, iters, **kw
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         out = fn(module, data, eps=math.exp(mid), delta=delta, seed=seed, _allow_large_eps=True, **kw)
-        r = out[1].keep_ratio
-        if best is None or abs(r - keep_ratio) < abs(best[1].keep_ratio - keep_ratio):
+        r = out.guarantee.keep_ratio
+        if best is None or abs(r - keep_ratio) < abs(best.guarantee.keep_ratio - keep_ratio):
             best = out
         if r > keep_ratio:
             lo = mid  # keeps too much: loosen eps

@@ -113,13 +113,13 @@ def epsilon_sample_size(total_sensitivity: float, *, eps: float, delta: float, d
     return int(math.ceil(c * t / eps**2 * (d * math.log(max(t, 1.0)) + math.log(1.0 / delta))))
 
 
-def importance_sample(q: torch.Tensor, m: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def importance_sample(q: torch.Tensor, m: torch.Tensor, seed: int | torch.Generator | None) -> torch.Tensor:
     """Counts of ``m[r]`` i.i.d. draws (with replacement) from each row distribution ``q[r]``.
 
     ``q`` is ``(R, n)`` non-negative (rows are normalised here; all-zero rows or ``m[r] = 0`` give zero
     counts);
     returns float64 counts ``(R, n)`` with row sums ``m`` (for rows with mass). One ``torch.multinomial``
-    call.
+    call. ``seed``: an int, or a ``torch.Generator`` to continue a stream shared across calls.
     """
     if q.dim() != 2:
         raise InvalidParameterError(f"q must be a (rows, n) matrix; got shape {tuple(q.shape)}")
@@ -136,7 +136,7 @@ def importance_sample(q: torch.Tensor, m: torch.Tensor, generator: torch.Generat
         return counts
     idx = torch.nonzero(live).squeeze(1)
     M = int(m[idx].max())
-    draws = torch.multinomial(q[idx] / mass[idx, None], M, replacement=True, generator=generator)
+    draws = torch.multinomial(q[idx] / mass[idx, None], M, replacement=True, generator=make_generator(seed))
     valid = (torch.arange(M)[None, :] < m[idx, None]).double()
     sub = torch.zeros(idx.numel(), q.shape[1], dtype=torch.float64)
     sub.scatter_add_(1, draws, valid)
@@ -144,7 +144,7 @@ def importance_sample(q: torch.Tensor, m: torch.Tensor, generator: torch.Generat
     return counts
 
 
-def sparsify_rows(w: torch.Tensor, s: torch.Tensor, m: torch.Tensor, generator: torch.Generator,
+def sparsify_rows(w: torch.Tensor, s: torch.Tensor, m: torch.Tensor, seed: int | torch.Generator | None,
                   *, dense_when_saturated: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Importance-sample each row of ``w`` with ``q_r = s_r / sum(s_r)`` and ``m_r`` draws; reweight.
 
@@ -159,7 +159,7 @@ def sparsify_rows(w: torch.Tensor, s: torch.Tensor, m: torch.Tensor, generator: 
     nnz = (s > 0).sum(1)
     saturated = (m >= nnz) if dense_when_saturated else torch.zeros_like(m, dtype=torch.bool)
     m_eff = torch.where(saturated, torch.zeros_like(m), m)
-    counts = importance_sample(s, m_eff, generator)
+    counts = importance_sample(s, m_eff, make_generator(seed))
     tot = s.sum(1, keepdim=True)
     q = torch.where(tot > 0, s / tot.clamp_min(1e-300), torch.zeros_like(s))
     scale = torch.where(counts > 0, counts / (m_eff[:, None].clamp_min(1).double() * q.clamp_min(1e-300)),

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.keep_ratio import RowKeep
 from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import bernstein_sample_size, make_generator, sparsify_rows
@@ -50,8 +49,10 @@ from prunebound.coresets.sipp_budget import (
     sipp_error,
     sipp_sample_size,
 )
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import DataError, InvalidParameterError, check_positive, check_probability
 from prunebound.network import Network, clone
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["sipp", "sipp_plan", "SiPPPlan", "sipp_budget_search"]
 
@@ -130,7 +131,7 @@ class SiPPPlan:
         return self.split(m)
 
 
-def sipp_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+def sipp_plan(module: nn.Module, data, *, delta: float = DEFAULT_DELTA, seed: int | torch.Generator | None = 0,
               variant: str = "rand", K: float = 3.0, n_points: int = 128, sensitivity: str = "signed") -> SiPPPlan:
     """Validate, draw S and compute the dense network's sensitivities (everything independent of ``eps``)."""
     if variant not in ("rand", "det"):
@@ -151,10 +152,10 @@ def sipp_plan(module: nn.Module, data, *, delta: float = 0.1, seed: int | torch.
                     variant=variant, signed=signed, sens=sens, keep=[RowKeep(s) for s in sens])
 
 
-def sipp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int | torch.Generator | None = 0,
+def sipp(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, seed: int | torch.Generator | None = 0,
          variant: str = "rand", K: float = 3.0, n_points: int = 128, sensitivity: str = "signed",
          _allow_large_eps: bool = False, _plan: SiPPPlan | None = None, _m: list | None = None
-         ) -> tuple[nn.Module, Guarantee]:
+         ) -> PruneResult:
     """Prune a copy of ``module`` with SiPP (``variant`` ``"rand"`` or ``"det"``; ``sensitivity`` ``"signed"``
     as published or ``"abs"``, the earlier variant). ``K`` is the Bernstein constant of the ``"abs"`` form."""
     if _allow_large_eps:
@@ -206,8 +207,8 @@ def sipp(module: nn.Module, data, *, eps: float, delta: float = 0.1, seed: int |
                          "allocation": "eps" if _m is None else "budget program (cvxpy)"})
 
 
-def sipp_budget_search(module, data, *, keep_ratio: float, delta: float = 0.1, seed=0, iters: int = 30,
-                       tol: float = 0.01, **kw) -> tuple[nn.Module, Guarantee]:
+def sipp_budget_search(module, data, *, keep_ratio: float, delta: float = DEFAULT_DELTA, seed=0, iters: int = 30,
+                       tol: float = 0.01, **kw) -> PruneResult:
     """SiPP at a keep ratio: allocate a sample budget ``B`` by the convex program and search ``B`` (bisection
     on ``log B``, expected kept fraction on the dense network's sensitivities), then one pruning pass."""
     plan = sipp_plan(module, data, delta=delta, seed=seed, **kw)
@@ -228,9 +229,9 @@ def sipp_budget_search(module, data, *, keep_ratio: float, delta: float = 0.1, s
         budget = float(kkt_allocation(alpha, nnz, wt, math.exp(0.5 * (a + b))).sum())
         ms = plan.allocate(budget)
         out = sipp(module, data, eps=1.0, delta=delta, seed=seed, _allow_large_eps=True, _plan=plan, _m=ms)
-        if best is None or abs(out[1].keep_ratio - keep_ratio) < abs(best[1].keep_ratio - keep_ratio):
+        if best is None or abs(out.guarantee.keep_ratio - keep_ratio) < abs(best.guarantee.keep_ratio - keep_ratio):
             best = out
-        if abs(out[1].keep_ratio - keep_ratio) <= tol:
+        if abs(out.guarantee.keep_ratio - keep_ratio) <= tol:
             break
-        target = min(1.0, max(1e-9, target + keep_ratio - out[1].keep_ratio))
+        target = min(1.0, max(1e-9, target + keep_ratio - out.guarantee.keep_ratio))
     return best

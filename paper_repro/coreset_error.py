@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from prunebound.data import Split, digits, mnist1d, teacher_task
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import InvalidParameterError
 from prunebound.network import Network, apply_masks, count_nonzero, mlp
 from prunebound.paper_repro._base import (
@@ -154,7 +155,7 @@ def relative_output_error(model, pruned, x: torch.Tensor) -> float:
     return float(((a - b).norm(dim=1) / a.norm(dim=1).clamp_min(1e-12)).mean())
 
 
-def coreset_prune(model, data, *, method: str, keep_ratio: float, delta: float = 0.1, seed: int = 0,
+def coreset_prune(model, data, *, method: str, keep_ratio: float, delta: float = DEFAULT_DELTA, seed: int = 0,
                   iters: int = 30, with_guarantee: bool = False):
     """``prunebound.coresets.prune(model, data, method=method, keep_ratio=keep_ratio, ...)``; at
     ``keep_ratio == 1`` a copy of ``model`` with all-ones masks (see the module docstring). The warning that a
@@ -173,7 +174,8 @@ def coreset_prune(model, data, *, method: str, keep_ratio: float, delta: float =
     else:
         with warnings.catch_warnings():  # an unreachable keep ratio is expected here: the achieved one is recorded
             warnings.filterwarnings("ignore", message=".*is not reachable.*", category=UserWarning)
-            m, g = prune(model, data, method=method, keep_ratio=keep_ratio, delta=delta, seed=seed, iters=iters)
+            res = prune(model, data, method=method, keep_ratio=keep_ratio, delta=delta, seed=seed, iters=iters)
+            m, g = res.module, res.guarantee
     return (m, g) if with_guarantee else m
 
 

@@ -71,6 +71,7 @@ from prunebound.paper_repro._base import (
     write_outputs,
 )
 from prunebound.plotting import MARKERS, OKABE_ITO, PAGE_WIDTH, line_with_band, new_figure, styled
+from prunebound.pruning._common import structured_weight_sparsity, unit_sparsity_for  # noqa: F401 (re-exported)
 from prunebound.train import evaluate, fit
 
 NAME = "pruning_vs_sparsity"
@@ -193,36 +194,6 @@ def _model(t: dict, *, trained: bool):
     return m
 
 
-def structured_weight_sparsity(module, u) -> np.ndarray:
-    """Weight sparsity after removing ``round(u * n_l)`` units of every hidden layer (vectorised over ``u``).
-
-    Layer ``l`` keeps the fraction ``(1 - r_l / n_l)`` of its rows (if hidden) times ``(1 - r_{l-1} /
-    n_{l-1})`` of its columns (if the previous layer is hidden), ``r_l = round(u n_l)`` (Python's round, as
-    :func:`prunebound.pruning._common.n_prune`).
-    """
-    net = Network.from_module(module)
-    u = np.atleast_1d(np.asarray(u, dtype=np.float64))
-    sizes = [ly.fan_out for ly in net.layers]
-    kept_rows = [1.0 - np.round(u * n) / n for n in sizes[:-1]] + [np.ones_like(u)]
-    kept = np.zeros_like(u)
-    total = 0
-    for i, ly in enumerate(net.layers):
-        frac = kept_rows[i] * (kept_rows[i - 1] if i > 0 else 1.0)
-        kept += frac * ly.weight.numel()
-        total += ly.weight.numel()
-    return 1.0 - kept / total
-
-
-def unit_sparsity_for(module, s: float, *, grid: int = 20_001) -> float:
-    """The neuron fraction ``u`` (per hidden layer) whose weight sparsity is closest to ``s`` (smallest such
-    ``u`` on a ``grid`` over [0, 1))."""
-    if not 0.0 <= s < 1.0:
-        raise InvalidParameterError(f"s must lie in [0, 1), got {s}")
-    us = np.linspace(0.0, 1.0, grid, endpoint=False)
-    ws = structured_weight_sparsity(module, us)
-    return float(us[int(np.argmin(np.abs(ws - s)))])
-
-
 def magnitude_masks(module, s: float, *, scope: str = "global", seed: int = 0) -> list[torch.Tensor]:
     """0/1 masks (one per weighted layer of :class:`Network`, in order) removing the fraction ``s`` of weights,
     taken from :mod:`prunebound.pruning` without retraining (kept for experiments that mask a model in place,
@@ -286,8 +257,9 @@ def prune_one(t: dict, s: float):
         kw.update(epochs=ep, finetune_epochs=0, lr=lr, batch_size=bs)
     if name == "obd":
         kw.update(n_hessian=int(t["n_hessian"]))
-    target = unit_sparsity_for(model, s) if method in STRUCTURED else s
-    return pruning.prune(model, train, method=name, sparsity=target, **kw).module
+    if method in STRUCTURED:
+        kw.update(unit="weight")  # the unit fraction whose weight sparsity is closest to s (unit_sparsity_for)
+    return pruning.prune(model, train, method=name, sparsity=s, **kw).module
 
 
 def run_trial(t: dict) -> dict:

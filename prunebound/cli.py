@@ -38,6 +38,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import InvalidParameterError, PruneboundError
 
 __all__ = ["main", "build_parser"]
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", dest="model_opt", default=None, help="model file (alternative to MODEL)")
     s.add_argument("--data", required=True)
     s.add_argument("--method", default="occam")
-    s.add_argument("--delta", type=float, default=0.05)
+    s.add_argument("--delta", type=float, default=DEFAULT_DELTA)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--param", action="append", help="extra method parameter key=value (JSON value)")
     s.add_argument("--out", default=None)

@@ -247,10 +247,11 @@ class TeacherTask:
         g.manual_seed(int(seed_or_gen) if seed_or_gen is not None else int(torch.seed() % (2**63)))
         return g
 
-    def sample(self, n: int, generator: torch.Generator | int | None = None) -> Dataset:
-        """Draw ``n`` fresh labelled points (seeded by ``generator``: a ``torch.Generator`` or an int seed)."""
+    def sample(self, n: int, seed: int | torch.Generator | None = None) -> Dataset:
+        """Draw ``n`` fresh labelled points (seeded by ``seed``: an int, or a ``torch.Generator`` to continue a
+        stream)."""
         check_positive_int("n", n)
-        g = self._gen(generator)
+        g = self._gen(seed)
         x = torch.randn(n, self.d_in, generator=g)
         with torch.no_grad():
             y = self.teacher(x).argmax(1)
@@ -351,10 +352,11 @@ class ConvTeacherTask(TeacherTask):
         x = torch.nn.functional.interpolate(z, size=self.shape[1:], mode="bilinear", align_corners=False)
         return x / self._scale
 
-    def sample(self, n: int, generator: torch.Generator | int | None = None) -> Dataset:
-        """Draw ``n`` fresh labelled images (seeded by ``generator``: a ``torch.Generator`` or an int seed)."""
+    def sample(self, n: int, seed: int | torch.Generator | None = None) -> Dataset:
+        """Draw ``n`` fresh labelled images (seeded by ``seed``: an int, or a ``torch.Generator`` to continue a
+        stream)."""
         check_positive_int("n", n)
-        g = self._gen(generator)
+        g = self._gen(seed)
         x = self._inputs(n, g)
         with torch.no_grad():
             y = self.teacher(x).argmax(1)

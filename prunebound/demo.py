@@ -23,6 +23,8 @@ import json
 import time
 from pathlib import Path
 
+from prunebound.defaults import DEFAULT_DELTA
+
 __all__ = ["run_demo"]
 
 
@@ -35,7 +37,8 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return lo, hi
 
 
-def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = 0.05, n_jobs: int = 2) -> dict:
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0, delta: float = DEFAULT_DELTA, n_jobs: int = 2
+             ) -> dict:
     from prunebound import data as D
     from prunebound import network as N
     from prunebound.compress import compress

@@ -1,8 +1,8 @@
 """Classic pruning methods from the literature behind one API (issue 7).
 
-Every method is ``name(module, data=None, *, sparsity=..., seed=0, **paper_params) -> PruneReport``: it
+Every method is ``name(module, data=None, *, sparsity=..., seed=0, **paper_params) -> PruneResult``: it
 deep-copies ``module`` (the caller's model is never modified) and returns an ordinary ``nn.Module`` pruned
-with ``torch.nn.utils.prune`` masks in :attr:`PruneReport.module`, the per-layer and total sparsity read from
+with ``torch.nn.utils.prune`` masks in :attr:`PruneResult.module`, the per-layer and total sparsity read from
 the masks, and what was retrained. Unstructured methods meet ``sparsity`` (fraction of weights) exactly, up to
 rounding of one weight per layer; structured ones (``apoz``, ``neuron_merging``, ``lasso_channel``;
 ``unit="neuron"``) remove exactly ``round(sparsity * n)`` neurons/channels of every hidden ReLU layer.
@@ -38,13 +38,13 @@ from prunebound.pruning.magnitude import magnitude
 from prunebound.pruning.neuron_merging import neuron_merging
 from prunebound.pruning.obd import hessian_diagonal, obd, obd_saliency
 from prunebound.pruning.random_pruning import random_pruning
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneReport, PruneResult
 from prunebound.pruning.rigl import cosine_update_fraction, erk_densities, rigl
 from prunebound.pruning.snip import snip, snip_scores
 from prunebound.pruning.transformed_l1 import group_l1_penalty, tl1_penalty, transformed_l1
 from prunebound.pruning.weight_decay import hanson_pratt_penalty, weight_decay
 
-REGISTRY: dict[str, Callable[..., PruneReport]] = {
+REGISTRY: dict[str, Callable[..., PruneResult]] = {
     "random": random_pruning,
     "magnitude": magnitude,
     "weight_decay": weight_decay,
@@ -65,7 +65,7 @@ NEEDS_DATA = frozenset(REGISTRY) - {"random", "magnitude", "neuron_merging"}
 STRUCTURED = frozenset({"apoz", "neuron_merging", "lasso_channel"})
 
 
-def get(name: str) -> Callable[..., PruneReport]:
+def get(name: str) -> Callable[..., PruneResult]:
     """The method registered under ``name`` (raises :class:`InvalidParameterError` listing the known
     names)."""
     if name not in REGISTRY:
@@ -73,7 +73,7 @@ def get(name: str) -> Callable[..., PruneReport]:
     return REGISTRY[name]
 
 
-def prune(module, data=None, *, method: str, **kw) -> PruneReport:
+def prune(module, data=None, *, method: str, **kw) -> PruneResult:
     """Dispatch: ``prune(module, data, method="snip", sparsity=0.9)`` == ``REGISTRY["snip"](module, data,
     ...)``."""
     return get(method)(module, data, **kw)
@@ -83,6 +83,7 @@ __all__ = [
     "REGISTRY",
     "NEEDS_DATA",
     "STRUCTURED",
+    "PruneResult",
     "PruneReport",
     "get",
     "prune",

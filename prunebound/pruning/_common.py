@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from prunebound.data import Dataset, as_dataset
 from prunebound.errors import DataError, InvalidParameterError, check_probability
 from prunebound.network import Network, apply_masks, clone, masks_of, refresh_masked_weights
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 SCOPES = ("layer", "global")
 
@@ -33,6 +34,48 @@ def prepare(module: nn.Module) -> Network:
 def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
     """``sparsity`` must lie in [0, 1): the fraction of weights (or units) to remove."""
     return check_probability(name, sparsity, open_left=False)
+
+
+UNITS = ("neuron", "weight")
+
+
+def structured_weight_sparsity(module, u) -> np.ndarray:
+    """Weight sparsity after removing ``round(u * n_l)`` units of every hidden layer (vectorised over ``u``).
+
+    Layer ``l`` keeps the fraction ``(1 - r_l / n_l)`` of its rows (if hidden) times ``(1 - r_{l-1} /
+    n_{l-1})`` of its columns (if the previous layer is hidden), ``r_l = round(u n_l)`` (as :func:`n_prune`).
+    """
+    net = module if isinstance(module, Network) else Network.from_module(module)
+    u = np.atleast_1d(np.asarray(u, dtype=np.float64))
+    sizes = [ly.fan_out for ly in net.layers]
+    kept_rows = [1.0 - np.round(u * n) / n for n in sizes[:-1]] + [np.ones_like(u)]
+    kept = np.zeros_like(u)
+    total = 0
+    for i, ly in enumerate(net.layers):
+        frac = kept_rows[i] * (kept_rows[i - 1] if i > 0 else 1.0)
+        kept += frac * ly.weight.numel()
+        total += ly.weight.numel()
+    return 1.0 - kept / total
+
+
+def unit_sparsity_for(module, s: float, *, grid: int = 20_001) -> float:
+    """The unit fraction ``u`` (per hidden layer) whose weight sparsity is closest to ``s`` (smallest such
+    ``u`` on a ``grid`` over [0, 1))."""
+    check_sparsity(s)
+    us = np.linspace(0.0, 1.0, grid, endpoint=False)
+    ws = structured_weight_sparsity(module, us)
+    return float(us[int(np.argmin(np.abs(ws - s)))])
+
+
+def unit_fraction(net: Network, sparsity: float, unit: str) -> float:
+    """Fraction of neurons/channels to remove per hidden layer for a structured method.
+
+    ``unit="neuron"``: ``sparsity`` already is that fraction; ``unit="weight"``: ``sparsity`` is the fraction of
+    weights to remove and the unit fraction whose weight sparsity is closest to it is returned
+    (:func:`unit_sparsity_for`; exact up to the granularity of one unit per layer)."""
+    if unit not in UNITS:
+        raise InvalidParameterError(f"unit must be one of {UNITS}; got {unit!r}")
+    return sparsity if unit == "neuron" else unit_sparsity_for(net, sparsity)
 
 
 def check_scope(scope: str) -> str:
@@ -153,7 +196,7 @@ def penalize_then_prune(
     desc: str,
     params: dict[str, Any],
     info=None,
-) -> PruneReport:
+) -> PruneResult:
     """Shared recipe of the penalty methods: train ``epochs`` on loss + ``regularizer(module)``, remove the
     smallest-magnitude weights to reach ``sparsity`` (``scope`` global/layer), fine-tune ``finetune_epochs`` with
     the masks fixed, and report. ``info(net)`` (optional) adds method-specific numbers after pruning."""
@@ -176,8 +219,8 @@ def make_report(
     params: dict[str, Any],
     info: dict[str, Any] | None = None,
     unit: str = "weight",
-) -> PruneReport:
-    """Build the :class:`PruneReport`, reading sparsity from the installed masks (biases excluded)."""
+) -> PruneResult:
+    """Build the :class:`PruneResult`, reading sparsity from the installed masks (biases excluded)."""
     unmasked = {ly.path: torch.ones_like(ly.weight) for ly in net.layers if ly.mask is None}
     if unmasked:  # every weighted layer carries a torch prune mask, even when nothing was removed there
         apply_masks(net.module, unmasked)
@@ -191,7 +234,7 @@ def make_report(
         zeros += z
         tot += m.numel()
     net.module.eval()
-    return PruneReport(
+    return PruneResult(
         net.module, method, requested, per, zeros / tot, retrained, dict(params), dict(info or {}), unit
     )
 

@@ -35,9 +35,10 @@ from prunebound.pruning._common import (
     removed_units,
     require_data,
     set_masks,
+    unit_fraction,
     unit_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["apoz", "apoz_scores"]
 
@@ -60,17 +61,19 @@ def apoz(
     data: Dataset | None = None,
     *,
     sparsity: float = 0.5,
+    unit: str = "neuron",
     seed: int | None = 0,
     iterations: int = 1,
     n_eval: int | None = 2000,
     epochs: int = 3,
     lr: float = 0.01,
     batch_size: int = 64,
-) -> PruneReport:
+) -> PruneResult:
     """Trim the highest-APoZ neurons/channels of each hidden layer, retrain warm-started (masks fixed)."""
     data = require_data(data, "apoz (Hu et al. 2016)")
     net = prepare(module)
-    sparsity = check_sparsity(sparsity)
+    requested = check_sparsity(sparsity)
+    sparsity = unit_fraction(net, requested, unit)  # fraction of units removed per hidden layer
     check_positive_int("iterations", iterations)
     check_positive_int("epochs", epochs, minimum=0)
     x = data.x if n_eval is None else data.x[: check_positive_int("n_eval", n_eval)]
@@ -110,11 +113,12 @@ def apoz(
     return make_report(
         net,
         "apoz",
-        sparsity,
+        requested,
         retrained=rt,
-        unit="neuron",
+        unit=unit,
         params=dict(
-            sparsity=sparsity,
+            sparsity=requested,
+            unit=unit,
             seed=seed,
             iterations=iterations,
             n_eval=n_eval,

@@ -26,7 +26,7 @@ from prunebound.errors import check_positive_int
 from prunebound.network import Network, count_parameters
 from prunebound.pruning._common import check_sparsity, make_report, require_data
 from prunebound.pruning.magnitude import magnitude
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["deep_compression"]
 
@@ -48,7 +48,7 @@ def deep_compression(
     kmeans_iters: int = 20,
     coder: str = "huffman",
     test_data: Dataset | None = None,
-) -> PruneReport:
+) -> PruneResult:
     """Prune (``magnitude``) -> quantize (k-means, ``bits_linear``/``bits_conv``) -> fine-tune centroids ->
     Huffman-code; returns the pruned, quantized module and the code lengths."""
     from prunebound.coding import code_length_bits, finetune_centroids, quantize_module

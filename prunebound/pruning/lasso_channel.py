@@ -49,9 +49,10 @@ from prunebound.pruning._common import (
     require_data,
     set_masks,
     unit_columns,
+    unit_fraction,
     unit_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["lasso_channel", "lasso_cd", "layer_patches"]
 
@@ -157,14 +158,16 @@ def lasso_channel(
     data: Dataset | None = None,
     *,
     sparsity: float = 0.5,
+    unit: str = "neuron",
     seed: int | None = 0,
     n_samples: int = 1000,
     reconstruct: bool = True,
-) -> PruneReport:
+) -> PruneResult:
     """He et al. (2017) channel pruning on every hidden ReLU layer; ``n_samples`` random training inputs."""
     data = require_data(data, "lasso_channel (He et al. 2017)")
     net = prepare(module)
-    sparsity = check_sparsity(sparsity)
+    requested = check_sparsity(sparsity)
+    sparsity = unit_fraction(net, requested, unit)  # fraction of units removed per hidden layer
     check_positive_int("n_samples", n_samples)
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
     x = data.x[torch.randperm(len(data), generator=g)[: min(n_samples, len(data))]]
@@ -205,9 +208,9 @@ def lasso_channel(
     return make_report(
         net,
         "lasso_channel",
-        sparsity,
+        requested,
         retrained=("next-layer weights refit by least squares after each selection" if reconstruct else None),
-        unit="neuron",
-        params=dict(sparsity=sparsity, seed=seed, n_samples=n_samples, reconstruct=reconstruct),
+        unit=unit,
+        params=dict(sparsity=requested, unit=unit, seed=seed, n_samples=n_samples, reconstruct=reconstruct),
         info={"layers": details, "removed_units": removed_units(net)},
     )

@@ -45,7 +45,7 @@ from prunebound.pruning._common import (
     set_masks,
     smallest_k_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["lottery"]
 
@@ -106,7 +106,7 @@ def lottery(
     train_ticket: bool = True,
     test_data: Dataset | None = None,
     compare_random: bool = True,
-) -> PruneReport:
+) -> PruneResult:
     """Iterative magnitude pruning with resetting to ``theta_0`` (or late rewinding to ``theta_k``)."""
     data = require_data(data, "lottery (Frankle & Carbin 2019)")
     net = prepare(module)

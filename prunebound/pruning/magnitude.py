@@ -37,7 +37,7 @@ from prunebound.pruning._common import (
     set_masks,
     smallest_k_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["magnitude", "magnitude_masks"]
 
@@ -83,7 +83,7 @@ def magnitude(
     batch_size: int = 64,
     weight_decay: float = 1e-4,
     optimizer: str = "sgd",
-) -> PruneReport:
+) -> PruneResult:
     """Han et al. (2015) prune-and-retrain.
 
     ``iterations`` rounds each prune to sparsity ``1 - (1 - sparsity)^(r / iterations)`` (round ``r``) and

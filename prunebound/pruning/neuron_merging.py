@@ -35,9 +35,10 @@ from prunebound.pruning._common import (
     removed_units,
     set_masks,
     unit_columns,
+    unit_fraction,
     unit_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["neuron_merging"]
 
@@ -47,12 +48,14 @@ def neuron_merging(
     data: Dataset | None = None,
     *,
     sparsity: float = 0.5,
+    unit: str = "neuron",
     seed: int | None = 0,
-) -> PruneReport:
+) -> PruneResult:
     """Merge the most similar neurons of each hidden ReLU layer (data-free; ``data`` and ``seed`` are unused,
     accepted for the common API -- ties are broken by the lowest index)."""
     net = prepare(module)
-    sparsity = check_sparsity(sparsity)
+    requested = check_sparsity(sparsity)
+    sparsity = unit_fraction(net, requested, unit)  # fraction of units removed per hidden layer
     merges: dict[str, list[list[int]]] = {}
     inf = torch.tensor(float("inf"), dtype=torch.float64)
     for li in hidden_layers(net):
@@ -99,9 +102,9 @@ def neuron_merging(
     return make_report(
         net,
         "neuron_merging",
-        sparsity,
+        requested,
         retrained=None,
-        unit="neuron",
-        params=dict(sparsity=sparsity, seed=seed),
+        unit=unit,
+        params=dict(sparsity=requested, unit=unit, seed=seed),
         info={"merged_pairs": merges, "removed_units": removed_units(net)},
     )

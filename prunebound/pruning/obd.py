@@ -54,7 +54,7 @@ from prunebound.pruning._common import (
     set_masks,
     smallest_k_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["obd", "hessian_diagonal", "obd_saliency"]
 
@@ -204,7 +204,7 @@ def obd(
     epochs: int = 3,
     lr: float = 0.01,
     batch_size: int = 64,
-) -> PruneReport:
+) -> PruneResult:
     """The OBD procedure: ``iterations`` rounds of (saliencies -> delete lowest -> retrain ``epochs``).
 
     Round ``r`` prunes to ``1 - (1 - sparsity)^(r / iterations)``; the last round hits ``sparsity`` exactly.

@@ -21,7 +21,7 @@ from prunebound.pruning._common import (
     set_masks,
     smallest_k_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["random_pruning"]
 
@@ -36,7 +36,7 @@ def random_pruning(
     epochs: int = 0,
     lr: float = 0.01,
     batch_size: int = 64,
-) -> PruneReport:
+) -> PruneResult:
     """Remove uniformly random weights (scores ~ U(0,1) from ``seed``), then optionally fine-tune."""
     net = prepare(module)
     sparsity = check_sparsity(sparsity)

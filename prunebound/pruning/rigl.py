@@ -40,7 +40,7 @@ from prunebound.pruning._common import (
     set_masks,
     smallest_k_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["rigl", "erk_densities", "cosine_update_fraction"]
 
@@ -84,7 +84,7 @@ def rigl(
     delta_t: int = 100,
     t_end_fraction: float = 0.75,
     distribution: str = "uniform",
-) -> PruneReport:
+) -> PruneResult:
     """Train ``module`` sparse from scratch with RigL updates; returns the trained sparse network.
 
     ``info["history"]`` lists, for every connectivity update, the step, ``f(t)``, connections swapped and the

@@ -33,7 +33,7 @@ from prunebound.pruning._common import (
     set_masks,
     smallest_k_masks,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["snip", "snip_scores"]
 
@@ -70,7 +70,7 @@ def snip(
     scope: str = "global",
     epochs: int = 0,
     lr: float = 0.01,
-) -> PruneReport:
+) -> PruneResult:
     """Prune ``module`` (at initialisation) by SNIP on one random mini-batch of ``batch_size`` examples."""
     data = require_data(data, "snip (Lee et al. 2019)")
     net = prepare(module)

@@ -32,7 +32,7 @@ from prunebound.pruning._common import (
     prepare,
     require_data,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["transformed_l1", "tl1_penalty", "group_l1_penalty"]
 
@@ -67,7 +67,7 @@ def transformed_l1(
     batch_size: int = 64,
     scope: str = "global",
     finetune_epochs: int = 0,
-) -> PruneReport:
+) -> PruneResult:
     """Train with ``lam * TL1_a + lam_g * group-l1``, threshold to ``sparsity``, optionally fine-tune."""
     data = require_data(data, "transformed_l1 (Ma et al. 2019)")
     net = prepare(module)

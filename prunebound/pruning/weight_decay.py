@@ -31,7 +31,7 @@ from prunebound.pruning._common import (
     prepare,
     require_data,
 )
-from prunebound.pruning.report import PruneReport
+from prunebound.pruning.report import PruneResult
 
 __all__ = ["weight_decay", "hanson_pratt_penalty"]
 
@@ -69,7 +69,7 @@ def weight_decay(
     batch_size: int = 64,
     scope: str = "global",
     finetune_epochs: int = 0,
-) -> PruneReport:
+) -> PruneResult:
     """Train ``epochs`` epochs on ``E_0 + lam * B(W)``, prune the smallest weights, optionally fine-tune."""
     data = require_data(data, "weight_decay (Hanson & Pratt 1989)")
     net = prepare(module)

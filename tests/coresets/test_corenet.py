@@ -24,7 +24,7 @@ def _guarantee_failures(m_scale: float, *, R: int, seed: int, eps=0.5, delta=0.0
     g = make_generator(seed)
     w = torch.rand(1, n, generator=g, dtype=torch.float64)
     S = _binary(g, 60, n)
-    new, _, m, _ = sparsify_layer(w.repeat(R, 1), S, eps=eps, delta=delta, eta=1, K=1.0, generator=g,
+    new, _, m, _ = sparsify_layer(w.repeat(R, 1), S, eps=eps, delta=delta, eta=1, K=1.0, seed=g,
                                   m_scale=m_scale)
     x = _binary(g, R, n)
     z = (w * x).sum(1)
@@ -52,7 +52,7 @@ def test_mixed_sign_neuron_error_relative_to_positive_plus_negative_parts():
     n, R, eps = 800, 300, 0.5
     w = torch.randn(1, n, generator=g, dtype=torch.float64)
     S = _binary(g, 60, n)
-    new, mask, m, tot = sparsify_layer(w.repeat(R, 1), S, eps=eps, delta=0.05, eta=1, K=1.0, generator=g)
+    new, mask, m, tot = sparsify_layer(w.repeat(R, 1), S, eps=eps, delta=0.05, eta=1, K=1.0, seed=g)
     assert tot.shape == (2, R) and bool((m[:, 0] < (w > 0).sum()).all() | True)
     x = _binary(g, R, n)
     zp, zn = (w.clamp_min(0) * x).sum(1), ((-w).clamp_min(0) * x).sum(1)
@@ -66,7 +66,7 @@ def test_unbiased_preactivation_over_1000_resamples():
     n, R = 200, 1500
     w = torch.randn(1, n, generator=g, dtype=torch.float64)
     S = torch.rand(20, n, generator=g, dtype=torch.float64)
-    new, _, m, _ = sparsify_layer(w.repeat(R, 1), S, eps=0.9, delta=0.5, eta=1, K=0.02, generator=g)
+    new, _, m, _ = sparsify_layer(w.repeat(R, 1), S, eps=0.9, delta=0.5, eta=1, K=0.02, seed=g)
     assert int(m.max()) < (w > 0).sum()  # really sampled
     x = torch.rand(n, generator=g, dtype=torch.float64)
     z = (new @ x).numpy()
@@ -83,7 +83,8 @@ def _model_and_data():
 def test_returns_masked_copy_and_leaves_input_untouched():
     m, x = _model_and_data()
     ref = copy.deepcopy(m.state_dict())
-    p, g = corenet(m, x, eps=0.9, delta=0.1, seed=0, use_kappa=False, K=0.01)
+    res = corenet(m, x, eps=0.9, delta=0.1, seed=0, use_kappa=False, K=0.01)
+    p, g = res.module, res.guarantee
     for k, v in m.state_dict().items():
         assert torch.equal(v, ref[k])
     net = Network.from_module(p)
@@ -96,15 +97,15 @@ def test_returns_masked_copy_and_leaves_input_untouched():
 
 def test_deterministic_given_seed():
     m, x = _model_and_data()
-    a, _ = corenet(m, x, eps=0.9, seed=5, use_kappa=False, K=0.01)
-    b, _ = corenet(m, x, eps=0.9, seed=5, use_kappa=False, K=0.01)
+    a = corenet(m, x, eps=0.9, seed=5, use_kappa=False, K=0.01).module
+    b = corenet(m, x, eps=0.9, seed=5, use_kappa=False, K=0.01).module
     for ka, kb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(ka, kb)
 
 
 def test_first_layer_on_signed_inputs_is_pruned():
     m = mlp(6, [24], 3, seed=0)
-    _, g = corenet(m, torch.randn(100, 6), eps=0.9, seed=0, use_kappa=False, K=0.01)
+    g = corenet(m, torch.randn(100, 6), eps=0.9, seed=0, use_kappa=False, K=0.01).guarantee
     assert g.extra["signed_input_layers"] == ["0"] and g.eps_per_layer[0] > 0.0
     assert g.sample_sizes[0] > 0
 
@@ -119,7 +120,7 @@ def _signed_failures(m_scale: float, *, R: int, seed: int, eps=0.5, delta=0.05, 
         return torch.randn(k, n, generator=g, dtype=torch.float64)
 
     new, _, m, _ = sparsify_layer(w.repeat(R, 1), signed(60), eps=eps, delta=delta / 2, eta=1, K=1.0,
-                                  generator=g, m_scale=m_scale)
+                                  seed=g, m_scale=m_scale)
     x = signed(R)
     err = ((new - w) * x).sum(1).abs() / (w * x).abs().sum(1)
     return int((err > eps).sum()), int(m.max())
@@ -145,12 +146,12 @@ def test_vacuous_eps_is_not_guaranteed_and_says_so():
     x = torch.randn(200, 6)
     from prunebound.coresets import prune
 
-    _, g = prune(m, x, method="corenet", keep_ratio=0.3, seed=0)
+    g = prune(m, x, method="corenet", keep_ratio=0.3, seed=0).guarantee
     assert g.eps >= 1.0  # this keep ratio needs a relative error beyond 1 on this net
     assert g.vacuous and not g.guaranteed
     assert "VACUOUS" in g.summary() and "no guarantee" in g.summary()
     assert g.to_dict()["vacuous"] is True
-    _, h = corenet(m, x, eps=0.5, seed=0)
+    h = corenet(m, x, eps=0.5, seed=0).guarantee
     assert not h.vacuous and h.guaranteed and "VACUOUS" not in h.summary()
 
 
@@ -215,8 +216,8 @@ def test_input_validation():
 
 def test_propagate_false_gives_every_layer_eps_prime():
     m, x = _model_and_data()
-    _, a = corenet(m, x, eps=0.9, seed=0)
-    _, b = corenet(m, x, eps=0.9, seed=0, propagate=False)
+    a = corenet(m, x, eps=0.9, seed=0).guarantee
+    b = corenet(m, x, eps=0.9, seed=0, propagate=False).guarantee
     assert a.guaranteed and not b.guaranteed
     assert all(e == pytest.approx(b.extra["eps_prime"]) for e in b.eps_per_layer)
     assert all(ea < eb for ea, eb in zip(a.eps_per_layer, b.eps_per_layer))

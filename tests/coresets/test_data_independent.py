@@ -8,7 +8,8 @@ from prunebound.network import Network, conv1d_small, mlp
 
 def test_additive_error_bound_holds_on_arbitrary_inputs():
     m = mlp(4, [200], 3, seed=0)
-    p, g = data_independent(m, None, eps=0.5, delta=0.1, seed=0)
+    res = data_independent(m, None, eps=0.5, delta=0.1, seed=0)
+    p, g = res.module, res.guarantee
     assert g.keep_ratio < 1.0 and g.sample_sizes[0] > 0
     net, dense = Network.from_module(p), Network.from_module(m)
     x = torch.randn(2000, 4)
@@ -23,8 +24,8 @@ def test_additive_error_bound_holds_on_arbitrary_inputs():
 
 def test_more_constant_means_more_neurons():
     m = mlp(4, [200], 3, seed=0)
-    a = data_independent(m, None, eps=0.5, seed=0, c=0.05)[1]
-    b = data_independent(m, None, eps=0.5, seed=0, c=0.2)[1]
+    a = data_independent(m, None, eps=0.5, seed=0, c=0.05).guarantee
+    b = data_independent(m, None, eps=0.5, seed=0, c=0.2).guarantee
     assert a.sample_sizes[0] < b.sample_sizes[0] and a.keep_ratio <= b.keep_ratio
 
 

@@ -7,7 +7,7 @@ from prunebound.network import mlp
 def test_to_dict_is_json_and_complete():
     import torch
 
-    _, g = prune(mlp(4, [20], 2, seed=0), torch.rand(50, 4), method="sipp", eps=0.5, delta=0.1)
+    g = prune(mlp(4, [20], 2, seed=0), torch.rand(50, 4), method="sipp", eps=0.5, delta=0.1).guarantee
     d = json.loads(json.dumps(g.to_dict()))
     assert d["eps"] == 0.5 and d["delta"] == 0.1 and len(d["eps_per_layer"]) == 2
     assert d["kept"] <= d["total"] and 0 < d["keep_ratio"] <= 1

@@ -18,7 +18,8 @@ FNS = {"corenet": corenet, "sipp_abs": lambda *a, **k: sipp(*a, sensitivity="abs
 def test_keep_ratio_result_equals_a_plain_run_at_the_solved_eps(method):
     m = mlp(6, [40, 30], 3, seed=1)
     x = torch.rand(150, 6)
-    p, g = prune(m, x, method=method, keep_ratio=0.4, seed=7)
+    res = prune(m, x, method=method, keep_ratio=0.4, seed=7)
+    p, g = res.module, res.guarantee
     kw = {"propagate": False} if method == "corenet" else {}  # prune's default allocation for keep_ratio
     q, h = FNS[method](m, x, eps=g.eps, seed=7, _allow_large_eps=True, **kw)
     assert g.to_dict() == h.to_dict()
@@ -31,7 +32,7 @@ def test_keep_ratio_met_on_signed_inputs(method):
     m = mlp(10, [60, 40], 4, seed=2)
     x = torch.randn(200, 10)
     for k in (0.15, 0.3):  # (PFP cannot reach ~0.4-0.7 here: a layer jumps from dense to ~60 % of channels)
-        _, g = prune(m, x, method=method, keep_ratio=k, seed=0)
+        g = prune(m, x, method=method, keep_ratio=k, seed=0).guarantee
         assert abs(g.keep_ratio - k) <= 0.03
 
 

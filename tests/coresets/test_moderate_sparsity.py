@@ -23,10 +23,11 @@ def trained():
 
 def test_corenet_within_1_5x_of_magnitude_at_half_sparsity(trained):
     m, split = trained
-    mag, _ = prune(m, split.train, method="magnitude_global", keep_ratio=0.5, seed=0)
+    mag = prune(m, split.train, method="magnitude_global", keep_ratio=0.5, seed=0).module
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cn, g = prune(m, split.train, method="corenet", keep_ratio=0.5, seed=0)
+        res = prune(m, split.train, method="corenet", keep_ratio=0.5, seed=0, delta=0.1)  # paper delta
+        cn, g = res.module, res.guarantee
     e_mag, e_cn = evaluate(mag, split.test).error, evaluate(cn, split.test).error
     assert abs(g.keep_ratio - 0.5) <= 0.02
     assert e_cn <= 1.5 * e_mag + 0.01, (e_cn, e_mag)  # +0.01: one test error of 0.03 is ~10 test points
@@ -39,7 +40,8 @@ def test_theorem_allocation_starves_the_last_layer(trained):
     m, split = trained
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cn, g = prune(m, split.train, method="corenet", keep_ratio=0.5, seed=0, propagate=True)
+        res = prune(m, split.train, method="corenet", keep_ratio=0.5, seed=0, propagate=True)
+        cn, g = res.module, res.guarantee
     last = list(cn.state_dict().items())
     mask = [v for k, v in last if k.endswith("weight_mask")][-1]
     assert float(mask.mean()) < 0.2 and g.vacuous

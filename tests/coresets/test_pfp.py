@@ -17,7 +17,8 @@ def _alive(ly):
 def test_conv_filters_removed_consistently():
     m = conv1d_small(seed=0, channels=8)
     x = torch.randn(64, 40)
-    p, g = pfp(m, x, eps=0.9, delta=0.5, seed=0, K=0.01)
+    res = pfp(m, x, eps=0.9, delta=0.5, seed=0, K=0.01)
+    p, g = res.module, res.guarantee
     net = Network.from_module(p)
     for prod, cons in zip(net.layers[:-1], net.layers[1:]):
         alive = _alive(prod)
@@ -29,7 +30,8 @@ def test_conv_filters_removed_consistently():
 
 def test_conv2d_lenet5_runs_and_reduces_filters():
     m = lenet5(seed=0)
-    p, g = pfp(m, torch.rand(16, 1, 28, 28), eps=0.9, delta=0.5, seed=0, K=0.002, n_points=16)
+    res = pfp(m, torch.rand(16, 1, 28, 28), eps=0.9, delta=0.5, seed=0, K=0.002, n_points=16)
+    p, g = res.module, res.guarantee
     assert g.keep_ratio < 1.0
     assert p(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
@@ -45,7 +47,8 @@ def test_channel_step_unbiased_over_resamples():
 def test_mlp_neurons_and_input_untouched():
     m = mlp(5, [30, 30], 2, seed=0)
     ref = copy.deepcopy(m.state_dict())
-    p, g = pfp(m, torch.randn(100, 5), eps=0.9, delta=0.5, seed=0, K=0.01)
+    res = pfp(m, torch.randn(100, 5), eps=0.9, delta=0.5, seed=0, K=0.01)
+    g = res.guarantee
     assert all(torch.equal(v, ref[k]) for k, v in m.state_dict().items())
     assert min(g.extra["channels_kept"][:2]) < 30
 

@@ -10,7 +10,8 @@ from prunebound.network import mlp
 def test_keep_ratio_is_met(method):
     m = mlp(6, [40, 40], 3, seed=0)
     x = torch.rand(200, 6)
-    p, g = prune(m, x, method=method, keep_ratio=0.5, iters=20)
+    res = prune(m, x, method=method, keep_ratio=0.5, iters=20)
+    p, g = res.module, res.guarantee
     assert g.keep_ratio == pytest.approx(0.5, abs=0.08)
     assert p(x).shape == (200, 3)
 

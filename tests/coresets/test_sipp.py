@@ -26,7 +26,8 @@ def test_rand_prunes_first_layer_on_signed_inputs_and_is_unbiased(variant):
     z0 = Network.from_module(m).trace(x0).preacts[0][0]
     zs = []
     for seed in range(300):
-        p, g = sipp(m, x, delta=0.5, seed=seed, n_points=50, **KW[variant])
+        res = sipp(m, x, delta=0.5, seed=seed, n_points=50, **KW[variant])
+        p, g = res.module, res.guarantee
         zs.append(Network.from_module(p).trace(x0).preacts[0][0])
     zs = torch.stack(zs)
     assert g.keep_ratio < 1.0 and g.sample_sizes[0] > 0
@@ -37,7 +38,8 @@ def test_rand_prunes_first_layer_on_signed_inputs_and_is_unbiased(variant):
 @pytest.mark.parametrize("variant", ["abs", "signed"])
 def test_det_keeps_most_sensitive_edges_without_reweighting(variant):
     m, x = _setup()
-    p, g = sipp(m, x, delta=0.5, seed=0, variant="det", **KW[variant])
+    res = sipp(m, x, delta=0.5, seed=0, variant="det", **KW[variant])
+    p, g = res.module, res.guarantee
     for a, b in zip(Network.from_module(p).layers, Network.from_module(m).layers):
         kept = a.weight != 0
         torch.testing.assert_close(a.weight[kept], b.weight[kept])
@@ -46,9 +48,9 @@ def test_det_keeps_most_sensitive_edges_without_reweighting(variant):
 
 def test_smaller_eps_keeps_more():
     m, x = _setup()
-    r = [sipp(m, x, eps=e, delta=0.1, seed=0, K=0.01, sensitivity="abs")[1].keep_ratio for e in (0.9, 0.3, 0.1)]
+    r = [sipp(m, x, eps=e, delta=0.1, seed=0, K=0.01, sensitivity="abs").guarantee.keep_ratio for e in (0.9, 0.3, 0.1)]
     assert r[0] < r[1] <= r[2]
-    r = [sipp(m, x, eps=e, delta=0.1, seed=0, _allow_large_eps=True)[1].keep_ratio for e in (9.0, 3.0, 1.0)]
+    r = [sipp(m, x, eps=e, delta=0.1, seed=0, _allow_large_eps=True).guarantee.keep_ratio for e in (9.0, 3.0, 1.0)]
     assert r[0] < r[1] <= r[2]
 
 

@@ -80,11 +80,11 @@ def test_guarantee_test_catches_a_broken_sampler():
 
 def test_keep_ratio_uses_the_budget_program_and_reports_its_eps():
     m, x = mlp(8, [40, 30], 3, seed=0), torch.randn(150, 8)
-    _, g = prune(m, x, method="sipp", keep_ratio=0.4, seed=0)
+    g = prune(m, x, method="sipp", keep_ratio=0.4, seed=0).guarantee
     assert abs(g.keep_ratio - 0.4) <= 0.03
     assert g.extra["allocation"].startswith("budget") and g.eps == max(g.eps_per_layer)
     assert g.guaranteed == (g.eps < 1) and g.vacuous == (g.eps >= 1)
-    _, h = prune(m, x, method="sipp_abs", keep_ratio=0.4, seed=0)
+    h = prune(m, x, method="sipp_abs", keep_ratio=0.4, seed=0).guarantee
     assert h.method == "sipp_abs-rand" and abs(h.keep_ratio - 0.4) <= 0.03
 
 
