@@ -30,12 +30,10 @@ atomically; nothing is written elsewhere.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import inspect
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from prunebound.defaults import DEFAULT_DELTA
@@ -106,16 +104,7 @@ def _save_model_atomic(module, out: str | os.PathLike, **save_kw) -> Path:
 
     p = check_output_path(out, what="--out")
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.tmp-", suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        save_model(module, tmp, **save_kw)
-        check_output_path(p, what="--out")
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    save_model(module, p, **save_kw)  # atomic: temp file + rename in p's folder; a symlinked p is refused
     return p
 
 

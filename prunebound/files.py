@@ -81,6 +81,14 @@ def check_writable(path: str | os.PathLike, *, what: str = "output", is_dir: boo
     return p
 
 
+def new_file_mode() -> int:
+    """The permission bits an ordinary ``open(path, "w")`` would give (0o666 minus the umask); ``mkstemp``
+    creates 0o600 files, which would make every atomically written output private to its owner."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, what: str = "output") -> Path:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``)."""
     p = check_output_path(path, what=what)
@@ -90,6 +98,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, what: str = "out
     except OSError as e:
         raise UnsafeOutputError(f"cannot write {what} {p}: {e.strerror or e}") from None
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
