@@ -56,6 +56,7 @@ from prunebound.checkpoint_file import FINGERPRINT_N, FINGERPRINT_SEED, FORMAT, 
 from prunebound.errors import (
     DataError,
     InvalidParameterError,
+    PruneboundError,
     UnsafeCheckpointError,
     UnsupportedLayerError,
     check_finite_module,
@@ -137,11 +138,30 @@ def _reference(module: nn.Module, factory: str | None, kwargs: Mapping | None) -
         own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
         if own == _expected_names({k: tuple(v.shape) for k, v in shell.state_dict().items()}, _pruned_params(own)):
             return {"kind": "zoo", "name": module.zoo_name, "kwargs": dict(module.zoo_kwargs)}
+        folded = _folded(shell)  # the BatchNorm-folded copy that Network-based methods (pruning) return
+        if folded is not None and own == _expected_names(
+                {k: tuple(v.shape) for k, v in folded.state_dict().items()}, _pruned_params(own)):
+            return {"kind": "zoo", "name": module.zoo_name, "kwargs": dict(module.zoo_kwargs), "folded": True}
         return {"kind": "none"}  # edited after construction: the zoo reference would rebuild something else
     try:
         return {"kind": "spec", "spec": _architecture(module)}
     except UnsupportedLayerError:
         return {"kind": "none"}
+
+
+def _folded(shell: nn.Module) -> nn.Module | None:
+    """``shell`` (a zoo model on the meta device) with every BatchNorm folded into the layer before it
+    (:func:`prunebound.network.fold_batchnorm`: BN becomes Identity, the layer gains a bias), or ``None`` if it
+    has no BatchNorm.  The loaded tensors then overwrite the folded (meta) values; the fingerprint checks the
+    result."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in shell.modules()):
+        return None
+    from prunebound.network import fold_batchnorm
+
+    try:
+        return fold_batchnorm(shell)
+    except PruneboundError:
+        return None
 
 
 def _zoo_classes() -> tuple[type, ...]:
@@ -364,6 +384,12 @@ def _build_meta(p: Path, ref: Mapping, sd: Mapping[str, torch.Tensor], pruned: l
             shell = build(name, device="meta", max_params=max_params, **kw)
         except InvalidParameterError as e:
             raise DataError(f"{p}: zoo reference rejected: {e}") from None
+        if ref.get("folded", False) is not False:
+            if ref["folded"] is not True:
+                raise DataError(f"{p}: zoo reference field 'folded' must be true or absent")
+            shell = _folded(shell)
+            if shell is None:
+                raise DataError(f"{p}: zoo model {name!r} has no BatchNorm to fold, but the reference says folded")
         shapes = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
         _compare_shapes(p, _expected_names(shapes, pruned), sd, f"zoo model {name!r}")
         return shell, True

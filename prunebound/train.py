@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunebound.data import Dataset
+from prunebound.data import Dataset, as_dataset
 from prunebound.errors import DataError, InvalidParameterError, check_positive, check_positive_int
 
 __all__ = ["FitResult", "EvalResult", "fit", "evaluate", "margins", "check_compatible", "torch_threads",
@@ -155,6 +155,7 @@ def evaluate(module: nn.Module, data: Dataset, *, gamma: float = 0.0, batch_size
     """0-1 error (argmax, ties to the lowest index as ``argmax`` does), cross-entropy and γ-margin loss."""
     if gamma < 0:
         raise InvalidParameterError(f"gamma must be >= 0, got {gamma}")
+    data = as_dataset(data)  # also (x, y) tensors or a DataLoader
     check_compatible(module, data)
     was = module.training
     module.eval()
@@ -204,6 +205,7 @@ def fit(
     over epochs (default: shown when ``quiet=False``), never when stderr is not a terminal.  ``threads``: torch
     threads during the call (:func:`torch_threads`).
     """
+    data = as_dataset(data)  # also (x, y) tensors or a DataLoader
     check_positive_int("epochs", epochs, minimum=0)
     check_positive("lr", lr)
     check_positive_int("batch_size", batch_size)
