@@ -97,7 +97,8 @@ def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor
     """Make layer ``index`` compute with ``weight * mask`` (mask composed with any old one)."""
     ly = net.layers[index]
     m = ly.module
-    apply_masks(net, {ly.path: mask.to(ly.weight.dtype)})
+    # masks may come as (fan_out, fan_in) matrices (Layer.weight_matrix); apply them in the weight's shape
+    apply_masks(net, {ly.path: mask.to(ly.weight.dtype).reshape(ly.weight.shape)})
     with torch.no_grad():
         m.weight_orig.copy_(weight.reshape(m.weight_orig.shape).to(m.weight_orig.dtype))
     refresh_masked_weights(m)

@@ -46,3 +46,20 @@ def test_corenet_keep_ratio_one_and_deepcopy():
     dup = copy.deepcopy(out)
     x = torch.randn(3, 5)
     torch.testing.assert_close(dup(x), out(x))
+
+
+def test_uniform_and_magnitude_coresets_prune_conv_nets():
+    """Coreset baselines build (fan_out, fan_in) masks; on a conv net they are applied in the kernel's shape."""
+    import torch
+
+    from prunebound import coresets
+    from prunebound import network as N
+
+    m = N.lenet5(1, 10, input_size=28, seed=0)
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
+    for method in ("uniform", "magnitude"):
+        r = coresets.prune(m, (x, y), method=method, sparsity=0.5, seed=0)
+        assert abs(N.sparsity(r.module).total - 0.5) < 0.02, method
+        conv = r.module[0]
+        assert conv.weight_mask.shape == conv.weight_orig.shape
