@@ -202,15 +202,20 @@ def _fail(kind: str, key: str, value: Any, allowed: str) -> None:
     raise InvalidParameterError(f"{kind}: parameter {key} must be {allowed}; got {r}")
 
 
-def _num(kind: str, p: Mapping, key: str, *, lo: float = 0.0, hi: float = math.inf, open_lo: bool = True,
-         open_hi: bool = False, none_ok: bool = False, required: bool = False) -> None:
+def _present(kind: str, p: Mapping, key: str, *, none_ok: bool, required: bool) -> bool:
+    """Whether ``p[key]`` is there to be checked (absent: fine unless ``required``; ``None``: fine if ``none_ok``)."""
     if key not in p:
         if required:
             raise InvalidParameterError(f"{kind}: parameter {key} is required")
+        return False
+    return not (p[key] is None and none_ok)
+
+
+def _num(kind: str, p: Mapping, key: str, *, lo: float = 0.0, hi: float = math.inf, open_lo: bool = True,
+         open_hi: bool = False, none_ok: bool = False, required: bool = False) -> None:
+    if not _present(kind, p, key, none_ok=none_ok, required=required):
         return
     v = p[key]
-    if v is None and none_ok:
-        return
     lo_s = f"{'>' if open_lo else '>='} {lo:g}"
     allowed = f"a finite number {lo_s}" + (f" and {'<' if open_hi else '<='} {hi:g}" if hi < math.inf else "")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -221,13 +226,9 @@ def _num(kind: str, p: Mapping, key: str, *, lo: float = 0.0, hi: float = math.i
 
 def _int(kind: str, p: Mapping, key: str, *, lo: int, hi: int, none_ok: bool = False, required: bool = False
          ) -> None:
-    if key not in p:
-        if required:
-            raise InvalidParameterError(f"{kind}: parameter {key} is required")
+    if not _present(kind, p, key, none_ok=none_ok, required=required):
         return
     v = p[key]
-    if v is None and none_ok:
-        return
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         _fail(kind, key, v, f"an integer in [{lo}, {hi}]")
 

@@ -252,7 +252,7 @@ class TeacherTask:
         stream)."""
         check_positive_int("n", n)
         g = self._gen(seed)
-        x = torch.randn(n, self.d_in, generator=g)
+        x = self._inputs(n, g)
         with torch.no_grad():
             y = self.teacher(x).argmax(1)
         if self.label_noise > 0:
@@ -260,6 +260,10 @@ class TeacherTask:
             shift = torch.randint(1, self.n_classes, (n,), generator=g)
             y = torch.where(flip, (y + shift) % self.n_classes, y)
         return Dataset(x, y, name=self.name, n_classes=self.n_classes)
+
+    def _inputs(self, n: int, g: torch.Generator) -> torch.Tensor:
+        """``n`` i.i.d. standard Gaussian inputs (subclasses draw other input distributions)."""
+        return torch.randn(n, self.d_in, generator=g)
 
     def true_risk(self, model: nn.Module, *, n: int = 100_000, seed: int | torch.Generator = 12345,
                   batch_size: int = 50_000) -> float:
@@ -351,20 +355,6 @@ class ConvTeacherTask(TeacherTask):
         z = torch.randn(n, *self._latent, generator=g)
         x = torch.nn.functional.interpolate(z, size=self.shape[1:], mode="bilinear", align_corners=False)
         return x / self._scale
-
-    def sample(self, n: int, seed: int | torch.Generator | None = None) -> Dataset:
-        """Draw ``n`` fresh labelled images (seeded by ``seed``: an int, or a ``torch.Generator`` to continue a
-        stream)."""
-        check_positive_int("n", n)
-        g = self._gen(seed)
-        x = self._inputs(n, g)
-        with torch.no_grad():
-            y = self.teacher(x).argmax(1)
-        if self.label_noise > 0:
-            flip = torch.rand(n, generator=g) < self.label_noise
-            shift = torch.randint(1, self.n_classes, (n,), generator=g)
-            y = torch.where(flip, (y + shift) % self.n_classes, y)
-        return Dataset(x, y, name=self.name, n_classes=self.n_classes)
 
 
 def conv_teacher_task(shape: Sequence[int] = (3, 32, 32), width: int = 16, n_classes: int = 10,
