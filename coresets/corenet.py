@@ -54,7 +54,8 @@ import torch
 from torch import nn
 
 from prunebound.coresets.keep_ratio import RowKeep
-from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
+from prunebound.coresets.patches import layer_input, layer_points, neurons_per_layer, require_patch_layers
+from prunebound.coresets.prune import finish, prepare, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import corenet_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import edge_sensitivity
 from prunebound.defaults import DEFAULT_DELTA
@@ -134,11 +135,12 @@ class CoreNetPlan:
     deltas: list
     delta: float
     signed_input: list  # layer has signed inputs on S (split a = a+ - a-; delta halved in its sample size)
-    inputs: list  # each layer's inputs on S in the dense network
+    inputs: list  # [layer 0's input points on S] (patches for a conv; reused while nothing is sparsified)
     sens: list  # dense-network sensitivities per layer (None where dense)
     keep: list  # RowKeep per layer (None where dense)
     nnz: list
     propagate: bool
+    original: nn.Module | None = None  # the user's module: the result is returned on its architecture
 
     def layer_eps(self, eps: float) -> list[float]:
         L = len(self.net.layers)
@@ -166,28 +168,28 @@ def corenet_plan(module: nn.Module, data, *, delta: float = DEFAULT_DELTA, seed:
     net, x, before = prepare(module, data, eps=None, delta=delta)
     if x is None:
         raise DataError("CoreNet is data-dependent: pass data (a Dataset or input tensor)")
-    require_linear(net, "CoreNet")
-    widths = [ly.fan_out for ly in net.layers]
+    require_patch_layers(net, "CoreNet")
+    widths = neurons_per_layer(net, x)  # a conv's neurons: channels x output positions
     c = corenet_constants(widths, delta)
     K = c["K"] if K is None else check_positive("K", K)
     g = make_generator(seed)
     S = sensitivity_batch(x, n_points or c["n_points"], g)
-    tr = net.trace(S)
     kappa = c["kappa"] if use_kappa else 0.0
-    deltas = [delta_hat(ly.weight_matrix(), tr.inputs[i]) + kappa for i, ly in enumerate(net.layers)]
-    dense, sens, keep, nnz = [], [], [], []
+    deltas, dense, sens, keep, nnz, first = [], [], [], [], [], []
     for i, ly in enumerate(net.layers):
-        a = tr.inputs[i]
+        a = layer_points(ly, layer_input(net, i, S))  # (|S| * positions, fan_in)
         w = ly.weight_matrix().detach()
+        deltas.append(delta_hat(w, a) + kappa)
         nnz.append(int((w != 0).sum()))
         dense.append(bool((a < 0).any()))
         s = edge_sensitivity(w, a)
         sens.append(s)
         keep.append(RowKeep(_split_rows(s, w)))
+        if i == 0:
+            first.append(a)
     return CoreNetPlan(net=net, x=x, S=S, gen_state=g.get_state(), before=before, constants=c, K=K,
-                       deltas=deltas, delta=delta, signed_input=dense, inputs=list(tr.inputs), sens=sens,
-                       keep=keep, nnz=nnz,
-                       propagate=propagate)
+                       deltas=deltas, delta=delta, signed_input=dense, inputs=first, sens=sens,
+                       keep=keep, nnz=nnz, propagate=propagate, original=module)
 
 
 def corenet(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA,
@@ -228,7 +230,7 @@ def _apply(plan: CoreNetPlan, eps: float) -> PruneResult:
     eps_l, m_l, s_l = [], [], []
     changed = False
     for i, ly in enumerate(net.layers):
-        a = net.trace(S).inputs[i] if changed else plan.inputs[i]
+        a = layer_points(ly, layer_input(net, i, S)) if changed else plan.inputs[i]
         s = None if changed else plan.sens[i]
         new_w, mask, m, tot = sparsify_layer(ly.weight_matrix(), a, eps=eps_all[i], delta=plan.layer_delta(i),
                                              eta=c["eta"], K=plan.K, seed=g, s=s)
@@ -246,4 +248,5 @@ def _apply(plan: CoreNetPlan, eps: float) -> PruneResult:
                          "allocation": "theorem" if plan.propagate else "uniform", "eps_end_to_end": e2e,
                          "dense_layers": [],
                          "signed_input_layers": [ly.path for i, ly in enumerate(net.layers) if plan.signed_input[i]],
-                         "n_points_used": int(S.shape[0])})
+                         "n_points_used": int(S.shape[0])},
+                  original=plan.original)

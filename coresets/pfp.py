@@ -73,6 +73,7 @@ class PFPPlan:
     sens: list  # channel sensitivities of each producer on the dense network
     keep: list  # RowKeep of each producer's channel distribution
     nz: list  # per layer: non-zeros per (output channel, input channel), (out, C_prev) (C_prev = 1 at layer 0)
+    original: nn.Module | None = None  # the user's module: the result is returned on its architecture
 
     def kept_fraction(self, eps: float) -> float:
         """Expected kept weights: layer l keeps weight (j, k) iff output channel j and input channel k are
@@ -111,7 +112,7 @@ def pfp_plan(module: nn.Module, data, *, delta: float = DEFAULT_DELTA, seed: int
             conv = _conv_args(cons, prod)
             sens.append(channel_sensitivity(cons.weight.detach(), tr.inputs[i + 1], cons.kind, prod.fan_out, conv))
     return PFPPlan(net=net, S=S, gen_state=g.get_state(), before=before, eta=eta, K=K, delta=delta, sens=sens,
-                   keep=[RowKeep(s[None]) for s in sens], nz=nz)
+                   keep=[RowKeep(s[None]) for s in sens], nz=nz, original=module)
 
 
 def pfp(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, seed: int | torch.Generator | None = 0,
@@ -153,4 +154,5 @@ def pfp(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, se
                   delta_l=[plan.delta / eta] * L, m_l=m_l, s_l=s_l,
                   extra={"eta": eta, "K": plan.K, "n_points_used": int(S.shape[0]),
                          "channels_kept": [int((ly.weight.reshape(ly.fan_out, -1) != 0).any(1).sum())
-                                           for ly in net.layers]})
+                                           for ly in net.layers]},
+                  original=plan.original)
