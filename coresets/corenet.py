@@ -40,9 +40,21 @@ Vacuous statements: CoreNet's statement is a *relative* error ``eps`` of the out
 small keep ratio may need) it allows any sign and any magnitude up to ``2|f(x)|`` and says nothing useful.
 The :class:`Guarantee` then has ``guaranteed=False`` and ``vacuous=True``, and ``summary()`` says so.
 
+Convolutions (extension, as in the authors' conv experiments): a ``Conv1d``/``Conv2d`` with ``groups = 1``
+computes ``z_{i,p}(x) = <W_i, P_p(x)> + b_i`` on the input patch ``P_p(x)`` at output position ``p``
+(:mod:`prunebound.coresets.patches`), i.e. the Linear map ``W.reshape(C_out, fan_in)`` on every patch. A
+neuron is an output channel at one position, so ``eta^l = C_out * P`` (neurons, in ``delta / eta`` and in the
+constants of step 1), and the sensitivity batch is every (sample, position) patch of the ``|S|`` samples:
+``s_ij = max_{x in S, p} w_ij P_p(x)_j / sum_{k in W+_i} w_ik P_p(x)_k``. One sampled kernel serves every
+position (weights are shared), and the per-neuron statement above holds for each (channel, position).
+Patches of a ReLU output (also ``relu(x + shortcut)`` in a residual block) are non-negative (zero padding
+adds zeros); a conv on raw images gets the signed split like a first Linear layer. Residual networks need
+nothing else: each layer's inputs are read from the (partially sparsified) network, whatever the graph.
+
 Assumptions and deviations: ReLU activations between layers; biases are kept exactly; ``K`` defaults to
 ``log(eta eta_star)`` (arXiv v1) and a row whose ``m`` reaches its number of candidate edges
-is kept dense (exact). MLPs only.
+is kept dense (exact). Linear and ungrouped Conv1d/Conv2d layers; BatchNorm is folded for the computation
+and the result is returned on the user's module (:mod:`prunebound.coresets.restore`).
 """
 
 from __future__ import annotations

@@ -24,10 +24,21 @@ variant, kept under its own name: ``s_ij = max_x |w_ij a_j(x)| / sum_k |w_ik a_k
 split, :func:`~prunebound.coresets.sensitivity.abs_edge_sensitivity`), ``m_i = ceil(K (6 + 2 eps) S_i log(8
 eta / delta) / eps^2)`` (Bernstein form) and one common ``eps`` searched for a keep ratio.
 
+Convolutions: a ``Conv1d``/``Conv2d`` with ``groups = 1`` is the linear map ``W.reshape(C_out, fan_in)`` on
+every input patch (:mod:`prunebound.coresets.patches`); the sensitivities' maximum runs over every (sample,
+output position) patch of S, one sampled kernel serves all positions, a neuron is an output channel at one
+position (``eta`` counts ``C_out * P`` per conv) and the statement above holds per (channel, position).
+This is how the authors' implementation (torchprune) treats conv layers for SiPP, CoreNet and PFP:
+sensitivities on unfolded patches with the maximum over positions, and the number of patches ``P`` in the
+log term of the sample size (here through ``eta``). Signed patches (a first conv on raw images) are split
+as for a first Linear layer. Residual blocks need nothing else: each layer's inputs are read from the
+(partially sparsified) network.
+
 Deviations: ``delta_f = delta / (4 eta)`` instead of torchprune's fixed 1e-16 (see
 :mod:`~prunebound.coresets.sipp_budget`); no SiPP-Hybrid; layers are processed from the input forward (later
 layers' sensitivities on the sparsified earlier ones; the budget is allocated on the dense network's
-sensitivities). MLPs only.
+sensitivities). Linear and ungrouped Conv1d/Conv2d layers; BatchNorm is folded for the computation and the
+result is returned on the user's module (:mod:`prunebound.coresets.restore`).
 """
 
 from __future__ import annotations
