@@ -174,6 +174,32 @@ def test_conv1d_resnet20_1d(method):
         assert sparsified >= 5 and binomtest(v, n, DELTA, alternative="greater").pvalue > 0.01
 
 
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_pfp_removes_filters_only_where_their_consumer_is_the_sole_reader(task, shortcut):
+    """On a ResNet the output channels of a block's second conv (and of a projection shortcut) feed the residual
+    stream, read by later blocks: PFP may only prune the input channels of their readers. Filters are removed
+    only in each block's first conv, whose sole reader is the block's second conv (option B used to raise a raw
+    RuntimeError: layers were paired by topological order)."""
+    m = _bn_stats(resnet20(width=WIDTH, shortcut=shortcut, seed=0))
+    res = prune(m, task.sample(64, seed=1).x, method="pfp", eps=0.9, delta=0.5, seed=0, K=0.01, n_points=8)
+    net = Network.from_module(res.module)
+    assert sorted(res.guarantee.extra["filter_pruned"]) == sorted(
+        ly.path for ly in net.layers if ly.path.endswith(".conv1") and ly.path != "conv1")
+    removed_any = False
+    for ly in net.layers:
+        dead = ~(ly.weight.reshape(ly.fan_out, -1) != 0).any(1)
+        if not ly.path.endswith(".conv1") or ly.path == "conv1":
+            assert not bool(dead.any()), ly.path  # residual-stream producers and the head keep every filter
+            continue
+        removed_any |= bool(dead.any())
+        reader = net.layers[ly.index + 1]  # the block's conv2
+        assert reader.path == ly.path[: -len("conv1")] + "conv2"
+        assert not bool((reader.weight[:, dead] != 0).any())  # ...which ignores the removed channels
+    assert removed_any
+    with torch.no_grad():
+        assert torch.isfinite(res.module(task.sample(4, seed=3).x)).all()
+
+
 @pytest.mark.parametrize("method", ["corenet", "sipp", "sipp_abs"])
 def test_depthwise_conv_is_refused_naming_the_layer(method):
     m = mobilenet(width=8, seed=0).eval()
