@@ -51,8 +51,9 @@ Patches of a ReLU output (also ``relu(x + shortcut)`` in a residual block) are n
 adds zeros); a conv on raw images gets the signed split like a first Linear layer. Residual networks need
 nothing else: each layer's inputs are read from the (partially sparsified) network, whatever the graph.
 Cost: ``|S|`` counts samples (patches of one image are not independent draws), and each brings all its
-positions: on ResNet-20 (width 16, ``eta`` = 188,426 neurons) Algorithm 1 asks for ``|S|`` = 589 images, about
-5 minutes on one CPU thread (``n_points=64``: about 35 s); ``n_points`` trades the estimate's confidence for time.
+positions: on ResNet-20 (width 16, ``eta`` = 188,426 neurons) Algorithm 1 asks for ``|S|`` = 589 images;
+``n_points=64`` took 34 s on one CPU thread (keep ratio 0.3) and the time grows linearly in ``|S|`` (about 5
+minutes at 589, extrapolated); ``n_points`` trades the estimate's confidence for time.
 
 Assumptions and deviations: ReLU activations between layers; biases are kept exactly; ``K`` defaults to
 ``log(eta eta_star)`` (arXiv v1) and a row whose ``m`` reaches its number of candidate edges
