@@ -243,6 +243,29 @@ def test_sampled_conv_weights_are_unbiased_checked_with_conv2d(model, task, rewe
         assert float(z2.mean()) > 10
 
 
+def test_user_module_with_a_zero_batchnorm_scale_and_a_prepruned_conv():
+    """BatchNorm with gamma_0 = 0 (channel 0 ignores its conv row) and a conv pruned beforehand with
+    ``torch.nn.utils.prune``: the result keeps both and computes what pruning the folded model computes."""
+    from prunebound.conformance import reference_models
+
+    rm = next(r for r in reference_models() if r.name == "cnn_bn_dropout")
+    m = rm.make()
+    with torch.no_grad():
+        m.bn1.weight[0] = 0.0
+    tprune.l1_unstructured(m.conv2, "weight", amount=0.3)
+    old_mask = m.conv2.weight_mask.clone()
+    x = torch.relu(rm.inputs(64))
+    res = prune(m, x, method="sipp", keep_ratio=0.5, seed=0)
+    twin = prune(fold_batchnorm(m), x, method="sipp", keep_ratio=0.5, seed=0)
+    out = res.module
+    assert isinstance(out.bn1, nn.BatchNorm2d) and float(out.bn1.weight[0].detach()) == 0.0
+    assert bool((out.conv2.weight_mask <= old_mask).all())  # the user's own mask is kept (composed)
+    torch.testing.assert_close(out.conv1.weight_orig[0], m.conv1.weight[0])  # the ignored row is untouched
+    xt = torch.relu(rm.inputs(16, seed=9))
+    with torch.no_grad():
+        torch.testing.assert_close(out(xt), twin.module(xt), rtol=1e-4, atol=1e-5)
+
+
 def test_patches_reproduce_the_convolution():
     g = torch.Generator().manual_seed(0)
     for conv, shape in [(nn.Conv2d(3, 5, 3, padding=1, stride=2), (4, 3, 9, 9)),
