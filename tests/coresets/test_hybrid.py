@@ -11,7 +11,7 @@ from scipy import stats
 
 from prunebound.coresets import prune
 from prunebound.coresets.hybrid import expected_kept, heavy_split, hybrid_sparsify_rows
-from prunebound.coresets.sampling import corenet_sample_size, make_generator
+from prunebound.coresets.sampling import bernstein_sample_size, corenet_sample_size, make_generator
 from prunebound.coresets.sensitivity import edge_sensitivity
 from prunebound.coresets.sipp_budget import sipp_alpha, sipp_sample_size
 from prunebound.network import Network, mlp
@@ -22,6 +22,11 @@ FULL = bool(os.environ.get("PRUNEBOUND_FULL"))
 
 def _corenet_m(eps=0.5, delta=0.05, scale=1.0):
     return lambda tot: torch.ceil(corenet_sample_size(tot, eps=eps, delta=delta, eta=1, K=1.0).double() * scale
+                                  ).to(torch.int64)
+
+
+def _pfp_m(eps=0.5, delta=0.05, scale=1.0):  # PFP's Bernstein size, K = 3 (one unit: eta = 1)
+    return lambda tot: torch.ceil(bernstein_sample_size(tot, eps=eps, delta=delta, eta=1, K=3.0).double() * scale
                                   ).to(torch.int64)
 
 
@@ -71,21 +76,26 @@ def _failures(m_of, *, R, seed, eps=0.5, n=3000):
     return int((rel > eps).sum()), int(m[0]), int(det[0].sum()), int(s_rest[0] > 0)
 
 
+SIZES = {"corenet": _corenet_m, "sipp": _sipp_m, "pfp": _pfp_m}
+
+
 @pytest.mark.statistical
-@pytest.mark.parametrize("size", ["corenet", "sipp"])
+@pytest.mark.parametrize("size", list(SIZES))
 def test_eps_delta_statement_on_fresh_inputs(size):
+    """One unit with non-negative contributions (a sign group of a neuron for CoreNet / SiPP, the channels
+    feeding a consumer unit for PFP) under each method's sample size: violation rate <= delta."""
     R = 2000 if FULL else 300
-    m_of = _corenet_m() if size == "corenet" else _sipp_m()
+    m_of = SIZES[size]()
     v, m, n_det, _ = _failures(m_of, R=R, seed=0)
     assert 0 < n_det and m < 3000 - n_det  # not trivial: heavy hitters kept, the rest really sampled
     assert binomial_upper_pvalue(v, R, 0.05) > 0.01
 
 
 @pytest.mark.statistical
-@pytest.mark.parametrize("size", ["corenet", "sipp"])
+@pytest.mark.parametrize("size", list(SIZES))
 def test_statement_test_catches_a_sampler_with_too_few_samples(size):
     R = 2000 if FULL else 300
-    m_of = _corenet_m(scale=1 / 200) if size == "corenet" else _sipp_m(scale=1 / 200)
+    m_of = SIZES[size](scale=1 / 200)
     v, *_ = _failures(m_of, R=R, seed=1)
     assert binomial_upper_pvalue(v, R, 0.05) < 0.01
 
@@ -157,3 +167,33 @@ def test_pfp_det_keeps_the_most_sensitive_neurons_unscaled(small):
         nz = layers[i + 1].weight != 0
         assert bool(nz[:, kept].any()) and not bool(nz[:, ~kept].any())
         torch.testing.assert_close(layers[i + 1].weight[nz], orig[i + 1].weight[nz])  # no reweighting
+
+
+def test_pfp_top_consumer_preactivation_unbiased_and_heavy_channels_unscaled():
+    from prunebound.coresets.hybrid import pfp_top
+
+    m, x = mlp(5, [30], 2, seed=0), torch.randn(100, 5)
+    x0 = torch.randn(1, 5)
+    z0 = Network.from_module(m).trace(x0).preacts[1][0]
+    zs, dets = [], []
+    for seed in range(300):
+        res = pfp_top(m, x, eps=0.99, delta=0.5, seed=seed, K=0.05)
+        zs.append(Network.from_module(res.module).trace(x0).preacts[1][0])
+        dets.append(res.guarantee.extra["deterministic_channels"])
+    zs = torch.stack(zs)
+    assert 0 < min(dets) and res.guarantee.extra["channels_kept"][0] < 30  # both parts present
+    assert float(zs[:, 0].std()) > 0
+    assert stats.ttest_1samp(zs[:, 0].numpy(), float(z0[0])).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("method", ["pfp_top", "pfp_det"])
+def test_pfp_variants_remove_conv_filters_consistently(method):
+    from prunebound.network import conv1d_small
+
+    m = conv1d_small(seed=0, channels=8)
+    res = prune(m, torch.randn(64, 40), method=method, keep_ratio=0.6, seed=0, delta=0.5)
+    net = Network.from_module(res.module)
+    for prod, cons in zip(net.layers[:-1], net.layers[1:]):
+        alive = (prod.weight.reshape(prod.fan_out, -1) != 0).any(1)
+        assert not bool((cons.weight.reshape(cons.fan_out, prod.fan_out, -1)[:, ~alive] != 0).any())
+    assert res.guarantee.keep_ratio < 1.0
