@@ -4,7 +4,9 @@
 -> PruneResult`` (the pruned copy in ``.module``, the :class:`Guarantee` in ``.guarantee``) with
 methods CoreNet (Baykal et al. 2019), data-independent coresets (Mussay et al. 2020), SiPP (Baykal et al.
 2022; ``sipp`` as published with its budget program, ``sipp_abs`` the earlier |w||a| variant), PFP
-(Liebenwein et al. 2020) and the baselines uniform / magnitude (layer-wise, global). One sampling core
+(Liebenwein et al. 2020) and the baselines uniform / magnitude (layer-wise, global); ``corenet_hybrid``,
+``sipp_hybrid``, ``pfp_top`` keep heavy entries exactly and sample the rest (same guarantee), ``pfp_det`` is
+deterministic PFP (no guarantee) -- :mod:`.hybrid`. One sampling core
 (:mod:`.sampling`), one sensitivity module (:mod:`.sensitivity`) and one keep-ratio solver
 (:mod:`.keep_ratio`: sensitivities once, ``eps`` solved on the expected kept fraction) serve all of them.
 
@@ -19,6 +21,7 @@ from prunebound.coresets.baselines import magnitude_global, magnitude_layerwise,
 from prunebound.coresets.corenet import corenet, corenet_constants, sparsify_layer
 from prunebound.coresets.data_independent import data_independent
 from prunebound.coresets.guarantee import Guarantee
+from prunebound.coresets.hybrid import corenet_hybrid, heavy_split, hybrid_sparsify_rows, pfp_det, pfp_top, sipp_hybrid
 from prunebound.coresets.keep_ratio import RowKeep, solve_eps
 from prunebound.coresets.patches import layer_points
 from prunebound.coresets.pfp import pfp
@@ -53,4 +56,5 @@ __all__ = [
     "edge_sensitivity", "abs_edge_sensitivity", "edge_sensitivity_naive", "channel_sensitivity",
     "neuron_sensitivity_data_independent", "signed_split", "RowKeep", "solve_eps",
     "allocate_budget", "sipp_alpha", "sipp_error", "sipp_sample_size", "layer_points", "to_user_module",
+    "corenet_hybrid", "sipp_hybrid", "pfp_top", "pfp_det", "heavy_split", "hybrid_sparsify_rows",
 ]

@@ -156,11 +156,15 @@ def _methods() -> dict[str, Callable]:
     def sipp_abs(*a, **k):
         return sipp(*a, sensitivity="abs", **k)
 
+    from prunebound.coresets.hybrid import corenet_hybrid, pfp_det, pfp_top, sipp_hybrid
+
     return {"corenet": corenet, "data_independent": data_independent, "sipp": sipp, "sipp_abs": sipp_abs, "pfp": pfp,
-            "uniform": uniform, "magnitude": magnitude_layerwise, "magnitude_global": magnitude_global}
+            "uniform": uniform, "magnitude": magnitude_layerwise, "magnitude_global": magnitude_global,
+            "corenet_hybrid": corenet_hybrid, "sipp_hybrid": sipp_hybrid, "pfp_top": pfp_top, "pfp_det": pfp_det}
 
 
-METHODS = ("corenet", "data_independent", "sipp", "sipp_abs", "pfp", "uniform", "magnitude", "magnitude_global")
+METHODS = ("corenet", "data_independent", "sipp", "sipp_abs", "pfp", "uniform", "magnitude", "magnitude_global",
+           "corenet_hybrid", "sipp_hybrid", "pfp_top", "pfp_det")
 _BASELINES = ("uniform", "magnitude", "magnitude_global")
 
 
@@ -195,7 +199,7 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
     if eps is not None:
         return fn(module, data, eps=eps, delta=delta, seed=seed, **kw)
     check_probability("keep_ratio", keep_ratio, open_right=False)
-    if method == "corenet":
+    if method in ("corenet", "corenet_hybrid"):
         kw.setdefault("propagate", False)  # uniform eps_l at a size budget (see corenet's docstring)
     planner = _planners().get(method)
     if method == "sipp" and kw.get("sensitivity", "signed") == "signed":
@@ -227,7 +231,11 @@ def _planners() -> dict[str, Callable]:
     def sipp_abs_plan(*a, **k):
         return sipp_plan(*a, sensitivity="abs", **k)
 
-    return {"corenet": corenet_plan, "sipp": sipp_plan, "sipp_abs": sipp_abs_plan, "pfp": pfp_plan}
+    from prunebound.coresets.hybrid import hybrid_plan
+
+    return {"corenet": corenet_plan, "sipp": sipp_plan, "sipp_abs": sipp_abs_plan, "pfp": pfp_plan,
+            "corenet_hybrid": hybrid_plan("corenet"), "sipp_hybrid": hybrid_plan("sipp"), "pfp_top": hybrid_plan("pfp"),
+            "pfp_det": hybrid_plan("pfp_det")}
 
 
 def _search_with_plan(fn, planner, module, data, *, keep_ratio, delta, seed, eps_range, iters, tol=0.01, **kw):
