@@ -19,7 +19,8 @@ A :class:`Network` exposes
 * parameter counts (:func:`count_parameters`, :func:`count_nonzero`, :func:`sparsity`);
 * :func:`clone` (a deep copy that works on pruned modules) and :func:`refresh_masked_weights` (recompute the cached
   ``weight_orig * weight_mask`` after editing ``weight_orig`` in place);
-* a small model zoo (:func:`mlp`, :func:`lenet300_100`, :func:`lenet5`, :func:`conv1d_small`).
+* re-exports of the small ``nn.Sequential`` zoo (:func:`mlp`, :func:`lenet300_100`, :func:`lenet5`,
+  :func:`conv1d_small`), which live in :mod:`prunebound.zoo_models`.
 
 Supported ops: see :data:`prunebound.graph.SUPPORTED_OPS`. ``BatchNorm1d/2d`` directly after a weighted layer
 is folded into it (:func:`fold_batchnorm`, on a copy). Anything else raises
@@ -697,91 +698,7 @@ def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: 
 
 # ---------------------------------------------------------------------- architecture spec (for safe IO)
 # Moved to prunebound.archspec (strict: only exact nn.Sequential trees; validated before building); re-exported.
+# The small nn.Sequential zoo factories live in prunebound.zoo_models (one concept per module); re-exported here
+# so that ``from prunebound.network import mlp`` keeps working.
 from prunebound.archspec import architecture, build_architecture  # noqa: E402
-
-
-# ---------------------------------------------------------------------- model zoo
-def _seeded(seed: int | None):
-    return torch.random.fork_rng(devices=[]) if seed is not None else _null()
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
-
-
-def mlp(d_in: int, widths: Sequence[int], d_out: int, *, bias: bool = True, seed: int | None = None
-        ) -> nn.Sequential:
-    """``Linear(d_in, w1) - ReLU - ... - Linear(w_L, d_out)``.
-
-    Parameter count: ``sum_l (n_{l-1} + 1) n_l`` over ``n = (d_in, *widths, d_out)`` (without ``+1`` if
-    ``bias=False``). PyTorch's default (Kaiming-uniform) initialisation, reproducible with ``seed``.
-    """
-    d_in = check_positive_int("d_in", d_in)
-    d_out = check_positive_int("d_out", d_out)
-    sizes = [d_in, *[check_positive_int("widths[i]", w) for w in widths], d_out]
-    with _seeded(seed):
-        if seed is not None:
-            torch.manual_seed(seed)
-        mods: list[nn.Module] = []
-        for i in range(len(sizes) - 1):
-            mods.append(nn.Linear(sizes[i], sizes[i + 1], bias=bias))
-            if i < len(sizes) - 2:
-                mods.append(nn.ReLU())
-        return nn.Sequential(*mods)
-
-
-def lenet300_100(d_in: int = 784, d_out: int = 10, *, seed: int | None = None) -> nn.Sequential:
-    """LeNet-300-100 (LeCun et al. 1998): ``d_in-300-100-d_out`` ReLU MLP.
-
-    266,610 parameters for ``d_in=784, d_out=10``; 43,810 for MNIST-1D (``d_in=40``).
-    """
-    return mlp(d_in, [300, 100], d_out, seed=seed)
-
-
-def lenet5(in_channels: int = 1, n_classes: int = 10, *, input_size: int = 28, seed: int | None = None
-           ) -> nn.Sequential:
-    """LeNet-5 (LeCun et al. 1998), ReLU/max-pool variant for ``input_size`` x ``input_size`` images.
-
-    conv(6@5x5, pad 2) - pool - conv(16@5x5) - pool - fc120 - fc84 - fc``n_classes``.
-    61,706 parameters for 1x28x28 inputs and 10 classes.
-    """
-    s = input_size // 2
-    s = (s - 4) // 2
-    with _seeded(seed):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(16 * s * s, 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(),
-            nn.Linear(84, n_classes),
-        )
-
-
-def conv1d_small(length: int = 40, n_classes: int = 10, *, channels: int = 32, seed: int | None = None
-                 ) -> nn.Sequential:
-    """A small 1-D CNN for MNIST-1D (inputs ``(N, length)``).
-
-    Unflatten - conv(c@5, pad 2) - ReLU - conv(c@3, stride 2, pad 1) - ReLU - conv(c@3, stride 2, pad 1) -
-    ReLU - Flatten - Linear(c * ceil(length/4), n_classes). With ``channels=32, length=40``: 192 + 3,104 +
-    3,104 + 3,210 = 9,610 parameters.
-    """
-    l2 = (length + 1) // 2
-    l4 = (l2 + 1) // 2
-    with _seeded(seed):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Unflatten(1, (1, length)),
-            nn.Conv1d(1, channels, 5, padding=2), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(channels * l4, n_classes),
-        )
+from prunebound.zoo_models import conv1d_small, lenet5, lenet300_100, mlp  # noqa: E402
