@@ -136,6 +136,18 @@ class Layer:
     for a shared module). ``input_nonnegative`` is True when every call's input is provably ``>= 0``: a ReLU
     (or Sigmoid) output, possibly through pooling, reshapes, dropout, slicing, padding, ``add`` or ``cat`` of
     non-negative tensors.
+
+    Where that path ends is recorded precisely: ``consumers`` names the graph nodes that read the output at its
+    end (the next weighted layer, a merge ``add``/``cat``, several nodes for a branch, ``"<output>"`` for the model
+    output), and ``after_merge`` has one ``(merge node, activation)`` pair per consumer that is an ``add`` or
+    ``cat`` or reaches one through shape-only ops (an identity, subsampling or padding shortcut): the first
+    activation on the single-user path after that merge (through further merges and pass-through ops), ``None``
+    when a weighted layer, a branch or the output comes first. Example, a ResNet basic block
+    ``conv2 → bn2 (folded) → add(shortcut) → relu``: ``activation`` is ``None``, ``ops_after == ("identity",)``,
+    ``consumers == ("add",)`` and ``after_merge == (("add", "relu"),)`` (both for the first call of a shared
+    module). ``activation`` keeps its meaning (the activation applied to this layer's own pre-activation); a ReLU
+    after an ``add`` acts on a sum, not on it. Non-negativity of inputs is decided on the whole graph
+    (``input_nonnegative``), so a layer reading ``relu(add(...))`` has a non-negative input.
     """
 
     index: int
@@ -147,6 +159,18 @@ class Layer:
     node: str = ""
     calls: tuple[str, ...] = ()
     input_nonnegative: bool = False
+    consumers: tuple[str, ...] = ()
+    after_merge: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def is_output(self) -> bool:
+        """True when this layer's output (after ``ops_after``) is the model output itself, unmerged."""
+        return self.consumers == ("<output>",)
+
+    @property
+    def feeds_merge(self) -> bool:
+        """True when this layer's output (after ``ops_after``) enters an ``add`` or ``cat``."""
+        return bool(self.after_merge)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -206,8 +230,9 @@ class Trace:
     output: torch.Tensor
 
 
-def _ops_after(g: ModelGraph, name: str) -> tuple[list[str], str | None]:
-    """Op kinds on the single-user path after node ``name``, up to a weighted layer, a merge or a branch."""
+def _ops_after(g: ModelGraph, name: str) -> tuple[list[str], str | None, str]:
+    """Op kinds on the single-user path after node ``name``, up to a weighted layer, a merge or a branch; the
+    first activation on it; and the path's last node (whose users are the layer's consumers)."""
     ops: list[str] = []
     cur = name
     while True:
@@ -220,7 +245,38 @@ def _ops_after(g: ModelGraph, name: str) -> tuple[list[str], str | None]:
         ops.append(u.kind)
         cur = u.name
     act = next((k for k in ops if k in ACTIVATION_KINDS), None)
-    return ops, act
+    return ops, act, cur
+
+
+def _merge_reached(g: ModelGraph, consumer: str) -> str | None:
+    """The ``add``/``cat`` node that ``consumer`` is, or that it reaches through a branch of shape-only ops
+    (an identity / pooling / padding shortcut: single input, single user, no activation), else ``None``."""
+    cur = consumer
+    while cur != "<output>":
+        n = g.node(cur)
+        if n.kind in ("add", "cat"):
+            return cur
+        users = g.users(cur)
+        if n.weighted or n.kind in ACTIVATION_KINDS or len(n.inputs) != 1 or len(users) != 1:
+            return None
+        cur = users[0]
+    return None
+
+
+def _activation_after_merge(g: ModelGraph, merge: str) -> str | None:
+    """The first activation on the single-user path after merge node ``merge`` (passing further merges and
+    pass-through ops); ``None`` when a weighted layer, a branch or the model output comes first."""
+    cur = merge
+    while True:
+        users = g.users(cur)
+        if len(users) != 1 or users[0] == "<output>":
+            return None
+        u = g.node(users[0])
+        if u.weighted:
+            return None
+        if u.kind in ACTIVATION_KINDS:
+            return u.kind
+        cur = u.name
 
 
 def _nonnegative(g: ModelGraph) -> dict[str, bool]:
@@ -269,10 +325,13 @@ class Network:
         layers: list[Layer] = []
         for j, ns in enumerate(calls.values()):
             first = ns[0]
-            ops, act = _ops_after(g, first.name)
+            ops, act, end = _ops_after(g, first.name)
             nn_in = all(nonneg[c.inputs[0]] for c in ns)
+            consumers = g.users(end)
+            reached = (_merge_reached(g, c) for c in consumers)
+            merges = tuple((m, _activation_after_merge(g, m)) for m in reached if m is not None)
             layers.append(Layer(j, first.path, first.kind, first.module, act, tuple(ops), first.name,
-                                tuple(c.name for c in ns), nn_in))
+                                tuple(c.name for c in ns), nn_in, consumers, merges))
         self.layers: list[Layer] = layers
         self._op_modules = {n.name: _equivalent_module(n) for n in g.nodes if n.kind != "input"}
         self._leaves = [(n.path or n.name, self._op_modules[n.name]) for n in g.nodes if n.kind != "input"]
