@@ -40,6 +40,20 @@ Recipe (their Sec. 4):
    subspace stalled at 38.6 % error, with the cosine schedule it trains.  :func:`default_grid` chooses ``d`` from
    the bound's sample size (so that the message stays a few percent of ``n`` bits) and the model's size.
 
+Any traceable model (issue 12): ``θ0`` is built from the model's *architecture* only.  A plain ``nn.Sequential``
+tree is rebuilt from its :func:`~prunebound.network.architecture` spec under ``torch.manual_seed(init_seed)``
+(``params["init"] = "spec"``, as before); any other model (a class with its own ``forward``, residual adds,
+``torch.cat``, BatchNorm folded first) is deep-copied and every parameter-holding submodule calls its own
+``reset_parameters()`` in ``named_modules`` order under the same seed (``"reset_parameters"``; a submodule holding
+tensors without ``reset_parameters`` is refused, since its trained values would leak into the prior).  Training
+substitutes ``θ`` with :func:`torch.func.functional_call` into a frozen copy, so the compressed model is an
+instance of the user's class, in the user's dtype.  Parameters outside the weighted layers (a LayerNorm's affine
+weights) are not in the subspace: they stay at their ``θ0`` value.  The certificate records ``init`` and
+``architecture_sha256`` (:func:`architecture_sha256`: module classes and settings, tensor names/shapes/dtypes,
+the traced graph); :func:`verify` receives the model, re-derives both from it and refuses a mismatch, then
+rebuilds ``θ0`` from the model's architecture and checks that *every* parameter and buffer of the model equals
+the decoded network's.
+
 Reproducing a data-dependent prior: the prior is trained with ``prior_threads`` torch threads (1 by default)
 and deterministic seeds; the certificate stores ``prior_sha256`` (SHA-256 of the float32 bytes of ``θ0``) and
 :func:`certify_subspace` retrains the prior and refuses (naming the thread count and versions) when the
@@ -87,7 +101,15 @@ from prunebound.errors import (
     check_positive_int,
     check_probability,
 )
-from prunebound.network import Network, architecture, build_architecture, is_pruned, load_vector, to_vector
+from prunebound.network import (
+    Network,
+    architecture,
+    build_architecture,
+    clone,
+    is_pruned,
+    load_vector,
+    to_vector,
+)
 from prunebound.train import evaluate, fit
 
 __all__ = [
@@ -105,6 +127,8 @@ __all__ = [
     "train_point",
     "default_grid",
     "prior_sha256",
+    "init_route",
+    "architecture_sha256",
 ]
 
 
@@ -148,6 +172,7 @@ class SubspaceModel(nn.Module):
         net = Network.from_module(base)
         self._names = _layout(net)
         self._sizes = [math.prod(s) for _, s in self._names]
+        self._dtype = net.layers[0].weight.dtype  # θ is float32; the layers get the model's own dtype
         D = sum(self._sizes)
         if theta0.ndim != 1 or theta0.numel() != D:
             raise DataError(f"theta0 has shape {tuple(theta0.shape)}; the architecture needs ({D},)")
@@ -172,7 +197,7 @@ class SubspaceModel(nn.Module):
 
     def _params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = torch.split(theta, self._sizes)
-        return {name: p.reshape(shape) for (name, shape), p in zip(self._names, parts)}
+        return {name: p.reshape(shape).to(self._dtype) for (name, shape), p in zip(self._names, parts)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.base, self._params(self.theta()), (x,))
@@ -185,11 +210,66 @@ class SubspaceModel(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- the prior
+def init_route(module: nn.Module) -> str:
+    """How ``θ0`` is built for ``module``'s architecture: ``"spec"`` for a plain ``nn.Sequential`` tree (rebuilt
+    from its :func:`~prunebound.network.architecture` spec, as in the first version of this module, so old
+    certificates still verify) or ``"reset_parameters"`` for any other traceable model (a deep copy whose every
+    parameter-holding submodule calls its own ``reset_parameters()``, in ``named_modules`` order)."""
+    try:
+        architecture(Network.from_module(module).module)
+    except UnsupportedLayerError:
+        return "reset_parameters"
+    return "spec"
+
+
+def _reinitialized(base: nn.Module) -> nn.Module:
+    """A deep copy of ``base`` in which every submodule that holds parameters or buffers re-initialises them with
+    its own ``reset_parameters()`` (the caller seeds the RNG).  Nothing of ``base``'s values survives: a submodule
+    holding tensors but lacking ``reset_parameters`` is refused (its trained values would leak into the prior)."""
+    out = clone(base)
+    for name, m in out.named_modules():
+        own = list(m.parameters(recurse=False)) + [b for b in m.buffers(recurse=False) if b is not None]
+        if not own:
+            continue
+        if is_pruned(m):
+            raise UnsupportedLayerError(
+                f"layer {name!r} is pruned; subspace training needs an unpruned architecture")
+        reset = getattr(m, "reset_parameters", None)
+        if not callable(reset):
+            raise UnsupportedLayerError(
+                f"the subspace bound's prior θ0 is a seeded re-initialisation of the architecture, but submodule "
+                f"{name or '<root>'!r} ({type(m).__name__}) holds parameters/buffers and has no reset_parameters(); "
+                "give it one (or build the model from torch.nn layers)")
+        reset()
+    return out
+
+
+def architecture_sha256(module: nn.Module) -> str:
+    """SHA-256 of the architecture as the subspace prior sees it (values excluded): every submodule's path, class
+    and ``extra_repr`` (strides, padding, groups, ...), every parameter/buffer's name, shape and dtype, and the
+    captured graph's nodes (op kinds, targets, inputs, constant arguments) of the BatchNorm-folded model."""
+    import hashlib
+
+    net = Network.from_module(module)
+    base = net.module
+    rows: list[str] = []
+    for name, m in base.named_modules():
+        rows.append(f"M {name} {type(m).__module__}.{type(m).__qualname__} {m.extra_repr()}")
+    for name, t in list(base.named_parameters()) + list(base.named_buffers()):
+        rows.append(f"T {name} {tuple(t.shape)} {t.dtype}")
+    for n in net.graph.nodes:
+        rows.append(f"N {n.name} {n.kind} {n.target} {n.inputs} {n.path} {n.args!r} {n.kwargs!r}")
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
 def _seeded_init(module: nn.Module, init_seed: int) -> nn.Module:
-    spec = architecture(Network.from_module(module).module)
+    base = Network.from_module(module).module  # BatchNorm folded into a copy
+    route = init_route(base)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(init_seed))
-        return build_architecture(spec)
+        if route == "spec":
+            return build_architecture(architecture(base))
+        return _reinitialized(base)
 
 
 def prior_sha256(theta0: torch.Tensor | nn.Module) -> str:
@@ -572,12 +652,37 @@ def base_subspace_params(*, projection: str, seed: int, grid: Sequence[tuple], p
         out["prior_schedule"] = prior_schedule
     if prior_threads is not None:
         out["prior_threads"] = int(prior_threads)
+    if prior is not None:  # how θ0 is built, and which architecture: verify re-derives both from the model
+        out["init"] = init_route(prior)
+        out["architecture_sha256"] = architecture_sha256(prior)
     if prior_fraction > 0 and prior is not None:
         out["prior_sha256"] = prior_sha256(prior)
     return out
 
 
 # ---------------------------------------------------------------------------------------------- certifier
+def _same_function_values(module: nn.Module, model: nn.Module, tol: float = 1e-6) -> bool:
+    """Every parameter and buffer of ``module`` equals the rebuilt ``model``'s (same names, shapes, values within
+    ``tol``): the weighted layers' flat vector *and* everything outside it (a LayerNorm's affine weights, ...),
+    which belong to ``θ0`` and must not have been edited after compression."""
+    a, b = to_vector(module), to_vector(model)
+    if a.shape != b.shape or float((a.double() - b.double()).abs().max()) > tol:
+        return False
+    sa, sb = module.state_dict(), model.state_dict()
+    if set(sa) != set(sb):
+        return False
+    for k, t in sa.items():
+        u = sb[k]
+        if t.shape != u.shape:
+            return False
+        if t.is_floating_point() or u.is_floating_point():
+            if t.numel() and float((t.double() - u.double()).abs().max()) > tol:
+                return False
+        elif not torch.equal(t, u):
+            return False
+    return True
+
+
 def certify_subspace(module: nn.Module, data: Dataset, *, delta: float, seed: int | None = None,
                      **params: Any) -> Certificate:
     """Certificate for a model produced by :func:`subspace_compress` (``params`` = its ``result.params``).
@@ -599,9 +704,13 @@ def certify_subspace(module: nn.Module, data: Dataset, *, delta: float, seed: in
         point.append(float(params["lr"]))
     if point not in [list(g) for g in grid]:
         raise InvalidParameterError(f"grid point {tuple(point)} is not in the grid {grid}")
+    for key, derive in (("init", init_route), ("architecture_sha256", architecture_sha256)):
+        if key in params and params[key] != derive(module):
+            raise InvalidParameterError(
+                f"params[{key!r}] = {str(params[key])[:24]!r} but the given module's is {derive(module)[:24]!r}: "
+                "the certificate was made for another architecture")
     model, bound_data, code = _rebuild(module, data, params)
-    a, b = to_vector(module), to_vector(model)
-    if a.shape != b.shape or float((a.double() - b.double()).abs().max()) > 1e-6:
+    if not _same_function_values(module, model):
         raise InvalidParameterError("module is not the network decoded from params['message'] "
                                     "(theta0 + P w_q); certify the model returned by subspace_compress")
     grid_size = len(grid) if params.get("pay_for_grid", True) else 1
