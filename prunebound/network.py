@@ -53,7 +53,8 @@ from prunebound.graph import (
     NONNEG_SOURCES,
     GraphNode,
     ModelGraph,
-    capture,
+    capture_cached,
+    rebind,
 )
 
 __all__ = [
@@ -96,6 +97,7 @@ PASSTHROUGH = (
 )
 BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
 _KIND = {nn.Linear: "linear", nn.Conv1d: "conv1d", nn.Conv2d: "conv2d"}
+_FOLDED_KINDS = {"batchnorm1d": ("identity", "Identity"), "batchnorm2d": ("identity", "Identity")}
 
 
 def _get(module: nn.Module, path: str) -> nn.Module:
@@ -308,7 +310,7 @@ class Network:
     def __init__(self, module: nn.Module, *, _validated: bool = False, _graph: ModelGraph | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-        g = _graph if _graph is not None else capture(module)
+        g = _graph if _graph is not None else capture_cached(module)
         bns = [n for n in g.nodes if n.kind.startswith("batchnorm")]
         if bns:
             raise UnsupportedLayerError(
@@ -343,10 +345,11 @@ class Network:
             return module
         if not isinstance(module, nn.Module):
             raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-        g = capture(module)
+        g = capture_cached(module)  # memoised per module, re-validated against its structure on every call
         if any(n.kind.startswith("batchnorm") for n in g.nodes):
             module = fold_batchnorm(module, _graph=g)
-            g = None
+            # the folded copy's graph is g with each BatchNorm now an nn.Identity: re-bound, not re-traced
+            g = rebind(g, module, replace_kinds=_FOLDED_KINDS)
         return cls(module, _validated=True, _graph=g)
 
     # ------------------------------------------------------------------ basic facts
@@ -546,7 +549,7 @@ def fold_batchnorm(module: nn.Module, *, _graph: ModelGraph | None = None) -> nn
     ``weight_orig`` (the mask commutes with the per-row scale). Works on any captured graph: the BN must be fed
     by a weighted layer whose only user it is, and neither may be called twice. Exact up to rounding.
     """
-    g = _graph if _graph is not None else capture(module)
+    g = _graph if _graph is not None else capture_cached(module)
     bn_nodes = [n for n in g.nodes if n.kind.startswith("batchnorm")]
     uses: dict[int, int] = {}
     for n in g.nodes:
