@@ -75,20 +75,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from prunebound.bounds.subspace_code import SubspaceCode, decode_quantized, encode_quantized
+from prunebound.bounds.subspace_prior import (
+    _reinitialized,  # noqa: F401 - re-exported for callers of the former single module
+    _seeded_init,  # noqa: F401
+    architecture_sha256,
+    init_route,
+    prior_init,
+    prior_sha256,
+)
 from prunebound.bounds.subspace_projection import PROJECTIONS, make_projection
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
 from prunebound.coding import (
-    BitReader,
-    BitWriter,
-    empirical_entropy_bits,
     kmeans_1d,
-    range_decode,
-    range_encode,
 )
 from prunebound.data import Dataset
 from prunebound.defaults import DEFAULT_DELTA
@@ -103,9 +106,6 @@ from prunebound.errors import (
 )
 from prunebound.network import (
     Network,
-    architecture,
-    build_architecture,
-    clone,
     is_pruned,
     load_vector,
     to_vector,
@@ -207,174 +207,6 @@ class SubspaceModel(nn.Module):
         with torch.no_grad():
             theta = self.theta()
         return load_vector(copy.deepcopy(self.base).requires_grad_(True), theta)
-
-
-# ---------------------------------------------------------------------------------------------- the prior
-def init_route(module: nn.Module) -> str:
-    """How ``θ0`` is built for ``module``'s architecture: ``"spec"`` for a plain ``nn.Sequential`` tree (rebuilt
-    from its :func:`~prunebound.network.architecture` spec, as in the first version of this module, so old
-    certificates still verify) or ``"reset_parameters"`` for any other traceable model (a deep copy whose every
-    parameter-holding submodule calls its own ``reset_parameters()``, in ``named_modules`` order)."""
-    try:
-        architecture(Network.from_module(module).module)
-    except UnsupportedLayerError:
-        return "reset_parameters"
-    return "spec"
-
-
-def _reinitialized(base: nn.Module) -> nn.Module:
-    """A deep copy of ``base`` in which every submodule that holds parameters or buffers re-initialises them with
-    its own ``reset_parameters()`` (the caller seeds the RNG).  Nothing of ``base``'s values survives: a submodule
-    holding tensors but lacking ``reset_parameters`` is refused (its trained values would leak into the prior)."""
-    out = clone(base)
-    for name, m in out.named_modules():
-        own = list(m.parameters(recurse=False)) + [b for b in m.buffers(recurse=False) if b is not None]
-        if not own:
-            continue
-        if is_pruned(m):
-            raise UnsupportedLayerError(
-                f"layer {name!r} is pruned; subspace training needs an unpruned architecture")
-        reset = getattr(m, "reset_parameters", None)
-        if not callable(reset):
-            raise UnsupportedLayerError(
-                f"the subspace bound's prior θ0 is a seeded re-initialisation of the architecture, but submodule "
-                f"{name or '<root>'!r} ({type(m).__name__}) holds parameters/buffers and has no reset_parameters(); "
-                "give it one (or build the model from torch.nn layers)")
-        reset()
-    return out
-
-
-def architecture_sha256(module: nn.Module) -> str:
-    """SHA-256 of the architecture as the subspace prior sees it (values excluded): every submodule's path, class
-    and ``extra_repr`` (strides, padding, groups, ...), every parameter/buffer's name, shape and dtype, and the
-    captured graph's nodes (op kinds, targets, inputs, constant arguments) of the BatchNorm-folded model."""
-    import hashlib
-
-    net = Network.from_module(module)
-    base = net.module
-    rows: list[str] = []
-    for name, m in base.named_modules():
-        rows.append(f"M {name} {type(m).__module__}.{type(m).__qualname__} {m.extra_repr()}")
-    for name, t in list(base.named_parameters()) + list(base.named_buffers()):
-        rows.append(f"T {name} {tuple(t.shape)} {t.dtype}")
-    for n in net.graph.nodes:
-        rows.append(f"N {n.name} {n.kind} {n.target} {n.inputs} {n.path} {n.args!r} {n.kwargs!r}")
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
-
-
-def _seeded_init(module: nn.Module, init_seed: int) -> nn.Module:
-    base = Network.from_module(module).module  # BatchNorm folded into a copy
-    route = init_route(base)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(init_seed))
-        if route == "spec":
-            return build_architecture(architecture(base))
-        return _reinitialized(base)
-
-
-def prior_sha256(theta0: torch.Tensor | nn.Module) -> str:
-    """SHA-256 of the float32 little-endian bytes of the flat prior point ``θ0``."""
-    import hashlib
-
-    v = to_vector(theta0) if isinstance(theta0, nn.Module) else theta0
-    return hashlib.sha256(v.detach().to(torch.float32).cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def prior_init(module: nn.Module, data: Dataset | None = None, *, init_seed: int, prior_fraction: float = 0.0,
-               split_seed: int = 0, prior_epochs: int = 20, prior_lr: float = 1e-2,
-               prior_batch_size: int = 128, prior_schedule: str | None = None,
-               prior_threads: int | None = None) -> tuple[nn.Module, Dataset | None]:
-    """The prior point ``θ0`` as a module, and the part of ``data`` the bound may use.
-
-    ``prior_fraction == 0``: the architecture of ``module`` freshly initialised under ``torch.manual_seed(
-    init_seed)`` (data-independent); returns ``(init, data)``.  ``prior_fraction = α in (0, 1)``: ``data`` is
-    split with :meth:`Dataset.split` (``seed=split_seed``) into a prior part (``round(α N)`` examples) and a
-    bound part; the seeded init is trained on the prior part with Adam (:func:`prunebound.train.fit`,
-    deterministic given the seeds, ``prior_schedule`` and ``prior_threads`` torch threads); returns
-    ``(trained init, bound part)``.
-    """
-    init = _seeded_init(module, init_seed)
-    if prior_fraction == 0:
-        return init, data
-    check_probability("prior_fraction", prior_fraction)
-    if data is None:
-        raise DataError("a data-dependent prior (prior_fraction > 0) needs data")
-    prior_part, bound_part = data.split(prior_fraction, seed=split_seed)
-    fit(init, prior_part, epochs=prior_epochs, lr=prior_lr, batch_size=prior_batch_size, seed=int(init_seed),
-        optimizer="adam", schedule=prior_schedule, threads=prior_threads, desc="prior")
-    return init, bound_part
-
-
-# ---------------------------------------------------------------------------------------------- the code
-@dataclass(frozen=True)
-class SubspaceCode:
-    """The message describing a quantised ``w``: ``message`` bytes holding ``n_bits`` bits, of which
-    ``codebook_bits`` (fp16 codebook), ``count_bits`` (Elias-delta counts) and ``body_bits`` (range-coded
-    symbols); ``entropy_bits`` is the empirical entropy ``d H(p_hat)`` of the symbols for comparison."""
-
-    d: int
-    levels: int
-    message: bytes = field(repr=False)
-    n_bits: int
-    codebook_bits: int
-    count_bits: int
-    body_bits: int
-    entropy_bits: float
-
-    def to_dict(self) -> dict:
-        return {"d": self.d, "levels": self.levels, "message": self.message.hex(), "n_bits": self.n_bits,
-                "codebook_bits": self.codebook_bits, "count_bits": self.count_bits,
-                "body_bits": self.body_bits, "entropy_bits": self.entropy_bits}
-
-
-def encode_quantized(symbols: torch.Tensor | np.ndarray, codebook: torch.Tensor) -> SubspaceCode:
-    """Encode a quantised vector ``codebook[symbols]`` (``codebook`` rounded to fp16) as described above."""
-    sym = np.asarray(torch.as_tensor(symbols).detach().cpu().numpy(), dtype=np.int64).reshape(-1)
-    c16 = torch.as_tensor(codebook).detach().reshape(-1).to(torch.float16)
-    L = int(c16.numel())
-    if L < 1 or sym.size < 1:
-        raise InvalidParameterError(f"need a codebook (got {L} entries) and symbols (got {sym.size})")
-    if not bool(torch.isfinite(c16).all()):
-        raise DataError("codebook has values that are not finite in fp16 (|c| > 65504 or NaN)")
-    if sym.min() < 0 or sym.max() >= L:
-        raise InvalidParameterError(f"symbols must lie in [0, {L}), got range [{sym.min()}, {sym.max()}]")
-    counts = np.bincount(sym, minlength=L)
-    w = BitWriter()
-    w.write_array(c16.view(torch.int16).numpy().astype(np.uint16), 16)
-    cb = w.bit_length
-    if L > 1:
-        w.write_delta(counts[:-1] + 1)
-    cnt = w.bit_length - cb
-    body = range_encode(sym, counts)
-    w.write_bytes(body)
-    return SubspaceCode(int(sym.size), L, w.getvalue(), int(w.bit_length), cb, cnt, 8 * len(body),
-                        empirical_entropy_bits(sym))
-
-
-def decode_quantized(message: bytes, n_bits: int, *, d: int, levels: int
-                     ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
-    """Inverse of :func:`encode_quantized` given the grid point ``(d, levels)``: ``(w_q float32, symbols,
-    codebook fp16)``."""
-    d = check_positive_int("d", d)
-    L = check_positive_int("levels", levels)
-    r = BitReader(bytes(message), n_bits=int(n_bits))
-    raw = r.read_array(L, 16).astype(np.uint16)
-    c16 = torch.from_numpy(raw.view(np.int16).copy()).view(torch.float16)
-    if L > 1:
-        head = np.array([r.read_delta() - 1 for _ in range(L - 1)], dtype=np.int64)
-        last = d - int(head.sum())
-        if last < 0:
-            raise DataError(f"corrupt subspace code: counts {head.tolist()} exceed d={d}")
-        counts = np.append(head, last)
-    else:
-        counts = np.array([d], dtype=np.int64)
-    if r.remaining % 8:
-        raise DataError(f"corrupt subspace code: {r.remaining} body bits is not a whole number of bytes")
-    body = r.read_bytes(r.remaining // 8)
-    sym = range_decode(body, counts, d)
-    if not np.array_equal(np.bincount(sym, minlength=L), counts):
-        raise DataError("corrupt subspace code: decoded symbols do not match the coded counts")
-    return c16.float()[torch.from_numpy(sym)], sym, c16
 
 
 # ---------------------------------------------------------------------------------------------- the bound
