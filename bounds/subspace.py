@@ -90,9 +90,7 @@ from prunebound.bounds.subspace_prior import (
 )
 from prunebound.bounds.subspace_projection import PROJECTIONS, make_projection
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
-from prunebound.coding import (
-    kmeans_1d,
-)
+from prunebound.coding import kmeans_1d
 from prunebound.data import Dataset
 from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import (
