@@ -417,6 +417,7 @@ def test_nonnegativity_after_add_is_decided_by_what_follows_the_add():
     with pytest.raises(AssumptionError, match="non-negative") as e:
         bad.require_nonnegative_inputs(method="CoreNet")
     assert "'c'" in str(e.value) and "add" in str(e.value)
+    assert "linear node 'b' is not a ReLU/Sigmoid output" in str(e.value)  # the signed summand is named
     good = N.Network.from_module(_ReluOfAdd())
     ly = _by_path(good)
     assert ly["b"].activation is None and ly["b"].after_merge[0][1] == "relu"
