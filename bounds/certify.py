@@ -310,7 +310,8 @@ def _v_coreset(p: Mapping, module: nn.Module, data: Any) -> None:
 
 _SUBSPACE_KEYS = {"projection", "init_seed", "projection_seed", "grid", "pay_for_grid", "prior_fraction",
                   "split_seed", "prior_epochs", "prior_lr", "prior_batch_size", "d", "levels", "message",
-                  "message_bits", "lr", "prior_schedule", "prior_threads", "prior_sha256"}
+                  "message_bits", "lr", "prior_schedule", "prior_threads", "prior_sha256", "init",
+                  "architecture_sha256"}
 
 
 def _v_subspace(p: Mapping, module: nn.Module, data: Any) -> None:
@@ -333,8 +334,10 @@ def _v_subspace(p: Mapping, module: nn.Module, data: Any) -> None:
     _num(kind, p, "lr", none_ok=True)
     _choice(kind, p, "prior_schedule", ("constant", "cosine", "step"))
     _int(kind, p, "prior_threads", lo=1, hi=4096)
-    if "prior_sha256" in p and not (isinstance(p["prior_sha256"], str) and len(p["prior_sha256"]) == 64):
-        _fail(kind, "prior_sha256", p["prior_sha256"], "a SHA-256 hex digest (64 characters)")
+    for key in ("prior_sha256", "architecture_sha256"):
+        if key in p and not (isinstance(p[key], str) and len(p[key]) == 64):
+            _fail(kind, key, p[key], "a SHA-256 hex digest (64 characters)")
+    _choice(kind, p, "init", ("spec", "reset_parameters"))
     _num(kind, p, "prior_fraction", lo=0.0, hi=1.0, open_lo=False, open_hi=True)
     g = p.get("grid")
     if isinstance(g, (str, Mapping)) or not isinstance(g, Sequence) or not 1 <= len(g) <= _MAX_GRID:
@@ -433,7 +436,8 @@ def certify(
         if unknown:
             raise InvalidParameterError(
                 f"method {method!r} has no parameter(s) {unknown}; its parameters are {sorted(allowed)}")
-    Network.from_module(module).require_parameters_in_layers(method=f"certify(method={method!r})")
+    if method != "subspace":  # the subspace prior θ0 holds every other parameter, checked equal on certify
+        Network.from_module(module).require_parameters_in_layers(method=f"certify(method={method!r})")
     data = as_dataset(data)
     v = param_validator(method)
     if v is not None:

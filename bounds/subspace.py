@@ -40,6 +40,20 @@ Recipe (their Sec. 4):
    subspace stalled at 38.6 % error, with the cosine schedule it trains.  :func:`default_grid` chooses ``d`` from
    the bound's sample size (so that the message stays a few percent of ``n`` bits) and the model's size.
 
+Any traceable model (issue 12): ``θ0`` is built from the model's *architecture* only.  A plain ``nn.Sequential``
+tree is rebuilt from its :func:`~prunebound.network.architecture` spec under ``torch.manual_seed(init_seed)``
+(``params["init"] = "spec"``, as before); any other model (a class with its own ``forward``, residual adds,
+``torch.cat``, BatchNorm folded first) is deep-copied and every parameter-holding submodule calls its own
+``reset_parameters()`` in ``named_modules`` order under the same seed (``"reset_parameters"``; a submodule holding
+tensors without ``reset_parameters`` is refused, since its trained values would leak into the prior).  Training
+substitutes ``θ`` with :func:`torch.func.functional_call` into a frozen copy, so the compressed model is an
+instance of the user's class, in the user's dtype.  Parameters outside the weighted layers (a LayerNorm's affine
+weights) are not in the subspace: they stay at their ``θ0`` value.  The certificate records ``init`` and
+``architecture_sha256`` (:func:`architecture_sha256`: module classes and settings, tensor names/shapes/dtypes,
+the traced graph); :func:`verify` receives the model, re-derives both from it and refuses a mismatch, then
+rebuilds ``θ0`` from the model's architecture and checks that *every* parameter and buffer of the model equals
+the decoded network's.
+
 Reproducing a data-dependent prior: the prior is trained with ``prior_threads`` torch threads (1 by default)
 and deterministic seeds; the certificate stores ``prior_sha256`` (SHA-256 of the float32 bytes of ``θ0``) and
 :func:`certify_subspace` retrains the prior and refuses (naming the thread count and versions) when the
@@ -61,21 +75,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from prunebound.bounds.subspace_code import SubspaceCode, decode_quantized, encode_quantized
+from prunebound.bounds.subspace_prior import (
+    _reinitialized,  # noqa: F401 - re-exported for callers of the former single module
+    _seeded_init,  # noqa: F401
+    architecture_sha256,
+    init_route,
+    prior_init,
+    prior_sha256,
+)
 from prunebound.bounds.subspace_projection import PROJECTIONS, make_projection
 from prunebound.certificate import BoundTerms, Certificate, make_certificate, register_certifier
-from prunebound.coding import (
-    BitReader,
-    BitWriter,
-    empirical_entropy_bits,
-    kmeans_1d,
-    range_decode,
-    range_encode,
-)
+from prunebound.coding import kmeans_1d
 from prunebound.data import Dataset
 from prunebound.defaults import DEFAULT_DELTA
 from prunebound.errors import (
@@ -87,7 +102,12 @@ from prunebound.errors import (
     check_positive_int,
     check_probability,
 )
-from prunebound.network import Network, architecture, build_architecture, is_pruned, load_vector, to_vector
+from prunebound.network import (
+    Network,
+    is_pruned,
+    load_vector,
+    to_vector,
+)
 from prunebound.train import evaluate, fit
 
 __all__ = [
@@ -105,6 +125,8 @@ __all__ = [
     "train_point",
     "default_grid",
     "prior_sha256",
+    "init_route",
+    "architecture_sha256",
 ]
 
 
@@ -148,6 +170,7 @@ class SubspaceModel(nn.Module):
         net = Network.from_module(base)
         self._names = _layout(net)
         self._sizes = [math.prod(s) for _, s in self._names]
+        self._dtype = net.layers[0].weight.dtype  # θ is float32; the layers get the model's own dtype
         D = sum(self._sizes)
         if theta0.ndim != 1 or theta0.numel() != D:
             raise DataError(f"theta0 has shape {tuple(theta0.shape)}; the architecture needs ({D},)")
@@ -172,7 +195,7 @@ class SubspaceModel(nn.Module):
 
     def _params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = torch.split(theta, self._sizes)
-        return {name: p.reshape(shape) for (name, shape), p in zip(self._names, parts)}
+        return {name: p.reshape(shape).to(self._dtype) for (name, shape), p in zip(self._names, parts)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.base, self._params(self.theta()), (x,))
@@ -182,119 +205,6 @@ class SubspaceModel(nn.Module):
         with torch.no_grad():
             theta = self.theta()
         return load_vector(copy.deepcopy(self.base).requires_grad_(True), theta)
-
-
-# ---------------------------------------------------------------------------------------------- the prior
-def _seeded_init(module: nn.Module, init_seed: int) -> nn.Module:
-    spec = architecture(Network.from_module(module).module)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(init_seed))
-        return build_architecture(spec)
-
-
-def prior_sha256(theta0: torch.Tensor | nn.Module) -> str:
-    """SHA-256 of the float32 little-endian bytes of the flat prior point ``θ0``."""
-    import hashlib
-
-    v = to_vector(theta0) if isinstance(theta0, nn.Module) else theta0
-    return hashlib.sha256(v.detach().to(torch.float32).cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def prior_init(module: nn.Module, data: Dataset | None = None, *, init_seed: int, prior_fraction: float = 0.0,
-               split_seed: int = 0, prior_epochs: int = 20, prior_lr: float = 1e-2,
-               prior_batch_size: int = 128, prior_schedule: str | None = None,
-               prior_threads: int | None = None) -> tuple[nn.Module, Dataset | None]:
-    """The prior point ``θ0`` as a module, and the part of ``data`` the bound may use.
-
-    ``prior_fraction == 0``: the architecture of ``module`` freshly initialised under ``torch.manual_seed(
-    init_seed)`` (data-independent); returns ``(init, data)``.  ``prior_fraction = α in (0, 1)``: ``data`` is
-    split with :meth:`Dataset.split` (``seed=split_seed``) into a prior part (``round(α N)`` examples) and a
-    bound part; the seeded init is trained on the prior part with Adam (:func:`prunebound.train.fit`,
-    deterministic given the seeds, ``prior_schedule`` and ``prior_threads`` torch threads); returns
-    ``(trained init, bound part)``.
-    """
-    init = _seeded_init(module, init_seed)
-    if prior_fraction == 0:
-        return init, data
-    check_probability("prior_fraction", prior_fraction)
-    if data is None:
-        raise DataError("a data-dependent prior (prior_fraction > 0) needs data")
-    prior_part, bound_part = data.split(prior_fraction, seed=split_seed)
-    fit(init, prior_part, epochs=prior_epochs, lr=prior_lr, batch_size=prior_batch_size, seed=int(init_seed),
-        optimizer="adam", schedule=prior_schedule, threads=prior_threads, desc="prior")
-    return init, bound_part
-
-
-# ---------------------------------------------------------------------------------------------- the code
-@dataclass(frozen=True)
-class SubspaceCode:
-    """The message describing a quantised ``w``: ``message`` bytes holding ``n_bits`` bits, of which
-    ``codebook_bits`` (fp16 codebook), ``count_bits`` (Elias-delta counts) and ``body_bits`` (range-coded
-    symbols); ``entropy_bits`` is the empirical entropy ``d H(p_hat)`` of the symbols for comparison."""
-
-    d: int
-    levels: int
-    message: bytes = field(repr=False)
-    n_bits: int
-    codebook_bits: int
-    count_bits: int
-    body_bits: int
-    entropy_bits: float
-
-    def to_dict(self) -> dict:
-        return {"d": self.d, "levels": self.levels, "message": self.message.hex(), "n_bits": self.n_bits,
-                "codebook_bits": self.codebook_bits, "count_bits": self.count_bits,
-                "body_bits": self.body_bits, "entropy_bits": self.entropy_bits}
-
-
-def encode_quantized(symbols: torch.Tensor | np.ndarray, codebook: torch.Tensor) -> SubspaceCode:
-    """Encode a quantised vector ``codebook[symbols]`` (``codebook`` rounded to fp16) as described above."""
-    sym = np.asarray(torch.as_tensor(symbols).detach().cpu().numpy(), dtype=np.int64).reshape(-1)
-    c16 = torch.as_tensor(codebook).detach().reshape(-1).to(torch.float16)
-    L = int(c16.numel())
-    if L < 1 or sym.size < 1:
-        raise InvalidParameterError(f"need a codebook (got {L} entries) and symbols (got {sym.size})")
-    if not bool(torch.isfinite(c16).all()):
-        raise DataError("codebook has values that are not finite in fp16 (|c| > 65504 or NaN)")
-    if sym.min() < 0 or sym.max() >= L:
-        raise InvalidParameterError(f"symbols must lie in [0, {L}), got range [{sym.min()}, {sym.max()}]")
-    counts = np.bincount(sym, minlength=L)
-    w = BitWriter()
-    w.write_array(c16.view(torch.int16).numpy().astype(np.uint16), 16)
-    cb = w.bit_length
-    if L > 1:
-        w.write_delta(counts[:-1] + 1)
-    cnt = w.bit_length - cb
-    body = range_encode(sym, counts)
-    w.write_bytes(body)
-    return SubspaceCode(int(sym.size), L, w.getvalue(), int(w.bit_length), cb, cnt, 8 * len(body),
-                        empirical_entropy_bits(sym))
-
-
-def decode_quantized(message: bytes, n_bits: int, *, d: int, levels: int
-                     ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
-    """Inverse of :func:`encode_quantized` given the grid point ``(d, levels)``: ``(w_q float32, symbols,
-    codebook fp16)``."""
-    d = check_positive_int("d", d)
-    L = check_positive_int("levels", levels)
-    r = BitReader(bytes(message), n_bits=int(n_bits))
-    raw = r.read_array(L, 16).astype(np.uint16)
-    c16 = torch.from_numpy(raw.view(np.int16).copy()).view(torch.float16)
-    if L > 1:
-        head = np.array([r.read_delta() - 1 for _ in range(L - 1)], dtype=np.int64)
-        last = d - int(head.sum())
-        if last < 0:
-            raise DataError(f"corrupt subspace code: counts {head.tolist()} exceed d={d}")
-        counts = np.append(head, last)
-    else:
-        counts = np.array([d], dtype=np.int64)
-    if r.remaining % 8:
-        raise DataError(f"corrupt subspace code: {r.remaining} body bits is not a whole number of bytes")
-    body = r.read_bytes(r.remaining // 8)
-    sym = range_decode(body, counts, d)
-    if not np.array_equal(np.bincount(sym, minlength=L), counts):
-        raise DataError("corrupt subspace code: decoded symbols do not match the coded counts")
-    return c16.float()[torch.from_numpy(sym)], sym, c16
 
 
 # ---------------------------------------------------------------------------------------------- the bound
@@ -572,12 +482,37 @@ def base_subspace_params(*, projection: str, seed: int, grid: Sequence[tuple], p
         out["prior_schedule"] = prior_schedule
     if prior_threads is not None:
         out["prior_threads"] = int(prior_threads)
+    if prior is not None:  # how θ0 is built, and which architecture: verify re-derives both from the model
+        out["init"] = init_route(prior)
+        out["architecture_sha256"] = architecture_sha256(prior)
     if prior_fraction > 0 and prior is not None:
         out["prior_sha256"] = prior_sha256(prior)
     return out
 
 
 # ---------------------------------------------------------------------------------------------- certifier
+def _same_function_values(module: nn.Module, model: nn.Module, tol: float = 1e-6) -> bool:
+    """Every parameter and buffer of ``module`` equals the rebuilt ``model``'s (same names, shapes, values within
+    ``tol``): the weighted layers' flat vector *and* everything outside it (a LayerNorm's affine weights, ...),
+    which belong to ``θ0`` and must not have been edited after compression."""
+    a, b = to_vector(module), to_vector(model)
+    if a.shape != b.shape or float((a.double() - b.double()).abs().max()) > tol:
+        return False
+    sa, sb = module.state_dict(), model.state_dict()
+    if set(sa) != set(sb):
+        return False
+    for k, t in sa.items():
+        u = sb[k]
+        if t.shape != u.shape:
+            return False
+        if t.is_floating_point() or u.is_floating_point():
+            if t.numel() and float((t.double() - u.double()).abs().max()) > tol:
+                return False
+        elif not torch.equal(t, u):
+            return False
+    return True
+
+
 def certify_subspace(module: nn.Module, data: Dataset, *, delta: float, seed: int | None = None,
                      **params: Any) -> Certificate:
     """Certificate for a model produced by :func:`subspace_compress` (``params`` = its ``result.params``).
@@ -599,9 +534,13 @@ def certify_subspace(module: nn.Module, data: Dataset, *, delta: float, seed: in
         point.append(float(params["lr"]))
     if point not in [list(g) for g in grid]:
         raise InvalidParameterError(f"grid point {tuple(point)} is not in the grid {grid}")
+    for key, derive in (("init", init_route), ("architecture_sha256", architecture_sha256)):
+        if key in params and params[key] != derive(module):
+            raise InvalidParameterError(
+                f"params[{key!r}] = {str(params[key])[:24]!r} but the given module's is {derive(module)[:24]!r}: "
+                "the certificate was made for another architecture")
     model, bound_data, code = _rebuild(module, data, params)
-    a, b = to_vector(module), to_vector(model)
-    if a.shape != b.shape or float((a.double() - b.double()).abs().max()) > 1e-6:
+    if not _same_function_values(module, model):
         raise InvalidParameterError("module is not the network decoded from params['message'] "
                                     "(theta0 + P w_q); certify the model returned by subspace_compress")
     grid_size = len(grid) if params.get("pay_for_grid", True) else 1

@@ -128,6 +128,32 @@ def require_nonnegative_inputs(net: Network, *, method: str, skip_first: bool = 
     for ly in net.layers[1 if skip_first else 0:]:
         if not ly.input_nonnegative:
             g = net.graph
-            src = g.node(g.node(ly.node).inputs[0])
-            raise AssumptionError(method, NONNEG_INPUTS, g.describe(ly.node),
-                                  f"its input comes from {src.kind} node {src.name!r}, which can be negative")
+            bad = next(c for c in ly.calls if not _nonneg_map(net)[g.node(c).inputs[0]])
+            src = g.node(g.node(bad).inputs[0])
+            why = f"its input comes from {src.kind} node {src.name!r}, which can be negative"
+            origin = _signed_origin(net, src.name)
+            if origin != src.name:
+                o = g.node(origin)
+                why += f" (through {src.kind}: {o.kind} node {o.name!r} is not a ReLU/Sigmoid output)"
+            raise AssumptionError(method, NONNEG_INPUTS, g.describe(bad), why)
+
+
+def _nonneg_map(net: Network) -> dict[str, bool]:
+    from prunebound.network import _nonnegative
+
+    return _nonnegative(net.graph)
+
+
+def _signed_origin(net: Network, name: str) -> str:
+    """The first node, walking back from ``name`` through sign-preserving ops (pooling, reshapes, ``add``,
+    ``cat``, ...), whose output is not provably non-negative and that does not merely pass a sign on."""
+    from prunebound.graph import NONNEG_PRESERVING
+
+    g, nonneg = net.graph, _nonneg_map(net)
+    cur = name
+    while g.node(cur).kind in NONNEG_PRESERVING:
+        signed = [i for i in g.node(cur).inputs if not nonneg[i]]
+        if not signed:
+            break
+        cur = signed[0]
+    return cur

@@ -204,8 +204,9 @@ def cmd_info(a) -> int:
     print(f"{a.model}: {len(net.layers)} weighted layers, {N.count_parameters(m)} parameters, "
           f"{N.count_nonzero(m)} nonzero, weight sparsity {sp.total:.4f}")
     for ly in net.layers:
+        merged = "".join(f" then {m.rstrip('_0123456789')}>{a or '-'}" for m, a in ly.after_merge)
         print(f"  [{ly.index}] {ly.path:<12} {ly.kind:<7} {tuple(ly.weight.shape)!s:<18} "
-              f"act={ly.activation or '-':<5} sparsity={sp.per_layer.get(ly.path, 0.0):.4f}")
+              f"act={ly.activation or '-':<5} sparsity={sp.per_layer.get(ly.path, 0.0):.4f}{merged}")
     return 0
 
 

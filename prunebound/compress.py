@@ -114,7 +114,7 @@ def _say(msg: str, quiet: bool) -> None:
 # ---------------------------------------------------------------------------------------------- subspace
 @dataclass(frozen=True)
 class _SubspaceCtx:
-    arch: Mapping[str, Any]
+    arch: Mapping[str, Any] | nn.Module  # a spec, or (class models) the prior module itself
     theta0: torch.Tensor
     data: Dataset
     bound_data: Dataset
@@ -128,9 +128,13 @@ class _SubspaceCtx:
     quiet: bool
 
 
-def _init_module(arch: Mapping[str, Any], theta0: torch.Tensor) -> nn.Module:
-    from prunebound.network import build_architecture, load_vector
+def _init_module(arch: Mapping[str, Any] | nn.Module, theta0: torch.Tensor) -> nn.Module:
+    """The prior module: rebuilt from a spec (plain ``nn.Sequential``) or a copy of the prior itself (any other
+    traceable model), holding ``theta0``."""
+    from prunebound.network import build_architecture, clone, load_vector
 
+    if isinstance(arch, nn.Module):
+        return load_vector(clone(arch), theta0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         m = build_architecture(arch)
@@ -177,15 +181,18 @@ def _run_subspace(module, data, test, *, out, grid, delta, seed, n_jobs, backend
     from prunebound.bounds.subspace import (
         _rebuild,
         _terms,
+        architecture_sha256,
         base_subspace_params,
         default_grid,
+        init_route,
         prior_init,
         prior_sha256,
     )
-    from prunebound.network import Network, architecture, count_parameters, to_vector
+    from prunebound.network import Network, architecture, clone, count_parameters, to_vector
     from prunebound.sweep import run_sweep
 
-    arch = architecture(Network.from_module(module).module)
+    spec_route = init_route(module) == "spec"
+    arch = architecture(Network.from_module(module).module) if spec_route else None
     t0 = time.perf_counter()
     prior_threads = 1 if prior_fraction > 0 else None
     init, bound_data = prior_init(module, data, init_seed=seed, prior_fraction=prior_fraction, split_seed=seed,
@@ -214,13 +221,15 @@ def _run_subspace(module, data, test, *, out, grid, delta, seed, n_jobs, backend
         epochs = int(min(60, max(10, round(2_000_000 / len(data)))))
     if qat_epochs is None:
         qat_epochs = max(2, epochs // 6)
-    common = {"method": "subspace", "data": data.sha256[:16], "arch": _short_hash(arch),
+    common = {"method": "subspace", "data": data.sha256[:16],
+              "arch": _short_hash(arch) if spec_route else architecture_sha256(init)[:16],
               "prior": prior_sha256(init), "delta": float(delta), "grid_size": grid_size, "seed": int(seed),
               "projection": projection, "epochs": int(epochs), "qat_epochs": int(qat_epochs),
               "qat_lr": float(qat_lr), "batch_size": int(batch_size), "schedule": schedule}
     trials = [dict(common, d=d, levels=L, lr=lr) for d, L, lr in pts]
-    ctx = _SubspaceCtx(arch, to_vector(init).detach().clone(), data, bound_data, test, base, float(delta), grid_size,
-                       device, threads, progress, quiet)
+    prior_arch = arch if spec_route else clone(init)
+    ctx = _SubspaceCtx(prior_arch, to_vector(init).detach().clone(), data, bound_data, test, base, float(delta),
+                       grid_size, device, threads, progress, quiet)
     _say(f"[compress] subspace grid: {len(pts)} points (d x L x lr), n_bound={n}, {epochs}+{qat_epochs} epochs "
          f"each, {n_jobs} job(s); the union over the grid is paid ({math.log2(grid_size):.2f} bits)", quiet)
     records = _sweep(run_sweep, functools.partial(_subspace_trial, ctx=ctx), trials, out, n_jobs=n_jobs,

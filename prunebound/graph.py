@@ -15,7 +15,9 @@ feeds it, and what to do. :class:`~prunebound.network.Network` builds its view o
 
 from __future__ import annotations
 
+import dataclasses
 import operator
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -26,7 +28,8 @@ from torch import nn
 
 from prunebound.errors import UnsupportedLayerError
 
-__all__ = ["GraphNode", "ModelGraph", "capture", "WEIGHTED_KINDS", "ACTIVATION_KINDS", "SUPPORTED_OPS"]
+__all__ = ["GraphNode", "ModelGraph", "capture", "capture_cached", "clear_capture_cache", "structure_stamp",
+           "rebind", "WEIGHTED_KINDS", "ACTIVATION_KINDS", "SUPPORTED_OPS"]
 
 WEIGHTED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 WEIGHTED_KINDS = ("linear", "conv1d", "conv2d")
@@ -175,6 +178,11 @@ def capture(module: nn.Module) -> ModelGraph:
         wrapped = nn.Sequential()
         wrapped.add_module("_", module)
         module = wrapped  # a bare layer: trace it as a one-layer model whose layer path is ""
+    if "forward" in vars(module):
+        raise UnsupportedLayerError(
+            f"{type(module).__name__} has an instance attribute 'forward' that replaces its class's forward; "
+            "torch.fx traces the class's forward, so the graph would describe another function: define forward "
+            "in the class (or wrap the function in a new nn.Module class)")
     try:
         fx_graph = _Tracer().trace(module)
     except Exception as e:  # noqa: BLE001 - any trace failure becomes one clear error
@@ -276,3 +284,94 @@ def capture(module: nn.Module) -> ModelGraph:
         if node.name != out and not g.users(node.name) and node.kind != "input":
             raise UnsupportedLayerError(f"{g.describe(node.name)} computes a value the model never uses")
     return g
+
+
+# ---------------------------------------------------------------------------------------------- capture cache
+#: module -> (structure stamp, graph with ``module=None`` in every node); weak keys: the cache never keeps a
+#: model alive, and holds no reference to any of its submodules (they are re-bound by path on every hit).
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PRIMITIVE = (bool, int, float, str, bytes, type(None))
+_SKIP_ATTRS = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set",
+                         "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+                         "_load_state_dict_post_hooks"})
+
+
+def _attr_stamp(v, depth: int = 0):
+    if isinstance(v, _PRIMITIVE):
+        return v
+    if isinstance(v, (tuple, list)) and depth < 2 and len(v) <= 64:
+        return (type(v).__name__, tuple(_attr_stamp(x, depth + 1) for x in v))
+    if isinstance(v, dict) and depth < 2 and len(v) <= 64:
+        return ("dict", tuple((repr(k), _attr_stamp(x, depth + 1)) for k, x in v.items()))
+    if isinstance(v, torch.Tensor):
+        return ("tensor", id(v), tuple(v.shape), v.dtype)
+    return (type(v).__module__, type(v).__qualname__, id(v))
+
+
+def structure_stamp(module: nn.Module) -> tuple:
+    """Everything :func:`capture` reads from ``module``, as a hashable value (values of weights excluded): the
+    module tree (paths, identities, classes, each class's and instance's ``forward``), every parameter's and
+    buffer's name, identity, shape and dtype (``torch.nn.utils.prune`` renames ``weight`` to ``weight_orig``),
+    the hooks registered on each submodule, and each submodule's plain attributes (flags such as
+    ``self.use_skip`` or ``padding_mode`` that ``forward`` may branch on; containers of primitives by value,
+    other objects by identity).  Two calls give equal stamps iff none of these changed.  Not covered: globals or
+    closures that ``forward`` reads outside the module (documented in :func:`capture_cached`)."""
+    rows: list = []
+    for name, m in module.named_modules(remove_duplicate=False):
+        d = m.__dict__
+        rows.append((name, id(m), type(m), id(getattr(type(m), "forward", None)), id(d.get("forward")),
+                     tuple(d.get("_forward_hooks", {}).keys()), tuple(d.get("_forward_pre_hooks", {}).keys())))
+        for pname, p in d.get("_parameters", {}).items():
+            rows.append(("p", pname, id(p), None if p is None else (tuple(p.shape), p.dtype)))
+        for bname, b in d.get("_buffers", {}).items():
+            rows.append(("b", bname, id(b), None if b is None else (tuple(b.shape), b.dtype)))
+        rows.append(tuple((k, _attr_stamp(v)) for k, v in d.items() if k not in _SKIP_ATTRS and not
+                          k.endswith("_hooks") and not k.endswith("_hooks_with_kwargs")
+                          and not k.endswith("_hooks_always_called")))
+    return tuple(rows)
+
+
+def _strip(g: ModelGraph) -> ModelGraph:
+    return ModelGraph(tuple(dataclasses.replace(n, module=None) for n in g.nodes), g.output, g.input)
+
+
+def rebind(g: ModelGraph, module: nn.Module, *, replace_kinds: dict[str, tuple[str, str]] | None = None
+           ) -> ModelGraph:
+    """``g`` with every module node pointing at the submodule of ``module`` at the same path (a stripped cached
+    graph, or a graph captured on a model of which ``module`` is a structural copy).  ``replace_kinds`` maps a
+    node kind to a new ``(kind, target)`` (BatchNorm folded into ``nn.Identity``)."""
+    modules = dict(module.named_modules())
+    nodes = []
+    for n in g.nodes:
+        if not n.path:  # functional ops and the input (a module call always has its path: bare layers aside)
+            nodes.append(n)
+            continue
+        m = modules[n.path]
+        kind, target = (replace_kinds or {}).get(n.kind, (n.kind, n.target))
+        nodes.append(dataclasses.replace(n, module=m, kind=kind, target=target))
+    return ModelGraph(tuple(nodes), g.output, g.input)
+
+
+def capture_cached(module: nn.Module) -> ModelGraph:
+    """:func:`capture`, memoised per module (weakly keyed) and validated on every call against
+    :func:`structure_stamp`: replacing a submodule or a parameter, pruning a layer, registering a hook or changing
+    a plain attribute (a flag ``forward`` branches on) invalidates the entry.  A ``forward`` that reads globals or
+    closures outside the module is not covered: call :func:`clear_capture_cache` after changing those, or use
+    :func:`capture`.  Bare layers are not cached (their capture is cheap)."""
+    if not isinstance(module, nn.Module) or type(module) in _MODULE_KINDS or hasattr(module, "weight_orig"):
+        return capture(module)
+    stamp = structure_stamp(module)
+    hit = _CACHE.get(module)
+    if hit is not None and hit[0] == stamp:
+        return rebind(hit[1], module)
+    g = capture(module)
+    try:
+        _CACHE[module] = (stamp, _strip(g))
+    except TypeError:  # pragma: no cover - a module that cannot be weakly referenced: just don't cache
+        pass
+    return g
+
+
+def clear_capture_cache() -> None:
+    """Forget every cached capture."""
+    _CACHE.clear()

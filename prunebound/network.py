@@ -19,7 +19,8 @@ A :class:`Network` exposes
 * parameter counts (:func:`count_parameters`, :func:`count_nonzero`, :func:`sparsity`);
 * :func:`clone` (a deep copy that works on pruned modules) and :func:`refresh_masked_weights` (recompute the cached
   ``weight_orig * weight_mask`` after editing ``weight_orig`` in place);
-* a small model zoo (:func:`mlp`, :func:`lenet300_100`, :func:`lenet5`, :func:`conv1d_small`).
+* re-exports of the small ``nn.Sequential`` zoo (:func:`mlp`, :func:`lenet300_100`, :func:`lenet5`,
+  :func:`conv1d_small`), which live in :mod:`prunebound.zoo_models`.
 
 Supported ops: see :data:`prunebound.graph.SUPPORTED_OPS`. ``BatchNorm1d/2d`` directly after a weighted layer
 is folded into it (:func:`fold_batchnorm`, on a copy). Anything else raises
@@ -52,7 +53,8 @@ from prunebound.graph import (
     NONNEG_SOURCES,
     GraphNode,
     ModelGraph,
-    capture,
+    capture_cached,
+    rebind,
 )
 
 __all__ = [
@@ -95,6 +97,7 @@ PASSTHROUGH = (
 )
 BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
 _KIND = {nn.Linear: "linear", nn.Conv1d: "conv1d", nn.Conv2d: "conv2d"}
+_FOLDED_KINDS = {"batchnorm1d": ("identity", "Identity"), "batchnorm2d": ("identity", "Identity")}
 
 
 def _get(module: nn.Module, path: str) -> nn.Module:
@@ -135,6 +138,18 @@ class Layer:
     for a shared module). ``input_nonnegative`` is True when every call's input is provably ``>= 0``: a ReLU
     (or Sigmoid) output, possibly through pooling, reshapes, dropout, slicing, padding, ``add`` or ``cat`` of
     non-negative tensors.
+
+    Where that path ends is recorded precisely: ``consumers`` names the graph nodes that read the output at its
+    end (the next weighted layer, a merge ``add``/``cat``, several nodes for a branch, ``"<output>"`` for the model
+    output), and ``after_merge`` has one ``(merge node, activation)`` pair per consumer that is an ``add`` or
+    ``cat`` or reaches one through shape-only ops (an identity, subsampling or padding shortcut): the first
+    activation on the single-user path after that merge (through further merges and pass-through ops), ``None``
+    when a weighted layer, a branch or the output comes first. Example, a ResNet basic block
+    ``conv2 → bn2 (folded) → add(shortcut) → relu``: ``activation`` is ``None``, ``ops_after == ("identity",)``,
+    ``consumers == ("add",)`` and ``after_merge == (("add", "relu"),)`` (both for the first call of a shared
+    module). ``activation`` keeps its meaning (the activation applied to this layer's own pre-activation); a ReLU
+    after an ``add`` acts on a sum, not on it. Non-negativity of inputs is decided on the whole graph
+    (``input_nonnegative``), so a layer reading ``relu(add(...))`` has a non-negative input.
     """
 
     index: int
@@ -146,6 +161,18 @@ class Layer:
     node: str = ""
     calls: tuple[str, ...] = ()
     input_nonnegative: bool = False
+    consumers: tuple[str, ...] = ()
+    after_merge: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def is_output(self) -> bool:
+        """True when this layer's output (after ``ops_after``) is the model output itself, unmerged."""
+        return self.consumers == ("<output>",)
+
+    @property
+    def feeds_merge(self) -> bool:
+        """True when this layer's output (after ``ops_after``) enters an ``add`` or ``cat``."""
+        return bool(self.after_merge)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -205,8 +232,9 @@ class Trace:
     output: torch.Tensor
 
 
-def _ops_after(g: ModelGraph, name: str) -> tuple[list[str], str | None]:
-    """Op kinds on the single-user path after node ``name``, up to a weighted layer, a merge or a branch."""
+def _ops_after(g: ModelGraph, name: str) -> tuple[list[str], str | None, str]:
+    """Op kinds on the single-user path after node ``name``, up to a weighted layer, a merge or a branch; the
+    first activation on it; and the path's last node (whose users are the layer's consumers)."""
     ops: list[str] = []
     cur = name
     while True:
@@ -219,7 +247,38 @@ def _ops_after(g: ModelGraph, name: str) -> tuple[list[str], str | None]:
         ops.append(u.kind)
         cur = u.name
     act = next((k for k in ops if k in ACTIVATION_KINDS), None)
-    return ops, act
+    return ops, act, cur
+
+
+def _merge_reached(g: ModelGraph, consumer: str) -> str | None:
+    """The ``add``/``cat`` node that ``consumer`` is, or that it reaches through a branch of shape-only ops
+    (an identity / pooling / padding shortcut: single input, single user, no activation), else ``None``."""
+    cur = consumer
+    while cur != "<output>":
+        n = g.node(cur)
+        if n.kind in ("add", "cat"):
+            return cur
+        users = g.users(cur)
+        if n.weighted or n.kind in ACTIVATION_KINDS or len(n.inputs) != 1 or len(users) != 1:
+            return None
+        cur = users[0]
+    return None
+
+
+def _activation_after_merge(g: ModelGraph, merge: str) -> str | None:
+    """The first activation on the single-user path after merge node ``merge`` (passing further merges and
+    pass-through ops); ``None`` when a weighted layer, a branch or the model output comes first."""
+    cur = merge
+    while True:
+        users = g.users(cur)
+        if len(users) != 1 or users[0] == "<output>":
+            return None
+        u = g.node(users[0])
+        if u.weighted:
+            return None
+        if u.kind in ACTIVATION_KINDS:
+            return u.kind
+        cur = u.name
 
 
 def _nonnegative(g: ModelGraph) -> dict[str, bool]:
@@ -251,7 +310,7 @@ class Network:
     def __init__(self, module: nn.Module, *, _validated: bool = False, _graph: ModelGraph | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-        g = _graph if _graph is not None else capture(module)
+        g = _graph if _graph is not None else capture_cached(module)
         bns = [n for n in g.nodes if n.kind.startswith("batchnorm")]
         if bns:
             raise UnsupportedLayerError(
@@ -268,10 +327,13 @@ class Network:
         layers: list[Layer] = []
         for j, ns in enumerate(calls.values()):
             first = ns[0]
-            ops, act = _ops_after(g, first.name)
+            ops, act, end = _ops_after(g, first.name)
             nn_in = all(nonneg[c.inputs[0]] for c in ns)
+            consumers = g.users(end)
+            reached = (_merge_reached(g, c) for c in consumers)
+            merges = tuple((m, _activation_after_merge(g, m)) for m in reached if m is not None)
             layers.append(Layer(j, first.path, first.kind, first.module, act, tuple(ops), first.name,
-                                tuple(c.name for c in ns), nn_in))
+                                tuple(c.name for c in ns), nn_in, consumers, merges))
         self.layers: list[Layer] = layers
         self._op_modules = {n.name: _equivalent_module(n) for n in g.nodes if n.kind != "input"}
         self._leaves = [(n.path or n.name, self._op_modules[n.name]) for n in g.nodes if n.kind != "input"]
@@ -283,10 +345,11 @@ class Network:
             return module
         if not isinstance(module, nn.Module):
             raise UnsupportedLayerError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-        g = capture(module)
+        g = capture_cached(module)  # memoised per module, re-validated against its structure on every call
         if any(n.kind.startswith("batchnorm") for n in g.nodes):
             module = fold_batchnorm(module, _graph=g)
-            g = None
+            # the folded copy's graph is g with each BatchNorm now an nn.Identity: re-bound, not re-traced
+            g = rebind(g, module, replace_kinds=_FOLDED_KINDS)
         return cls(module, _validated=True, _graph=g)
 
     # ------------------------------------------------------------------ basic facts
@@ -486,7 +549,7 @@ def fold_batchnorm(module: nn.Module, *, _graph: ModelGraph | None = None) -> nn
     ``weight_orig`` (the mask commutes with the per-row scale). Works on any captured graph: the BN must be fed
     by a weighted layer whose only user it is, and neither may be called twice. Exact up to rounding.
     """
-    g = _graph if _graph is not None else capture(module)
+    g = _graph if _graph is not None else capture_cached(module)
     bn_nodes = [n for n in g.nodes if n.kind.startswith("batchnorm")]
     uses: dict[int, int] = {}
     for n in g.nodes:
@@ -697,91 +760,7 @@ def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: 
 
 # ---------------------------------------------------------------------- architecture spec (for safe IO)
 # Moved to prunebound.archspec (strict: only exact nn.Sequential trees; validated before building); re-exported.
+# The small nn.Sequential zoo factories live in prunebound.zoo_models (one concept per module); re-exported here
+# so that ``from prunebound.network import mlp`` keeps working.
 from prunebound.archspec import architecture, build_architecture  # noqa: E402
-
-
-# ---------------------------------------------------------------------- model zoo
-def _seeded(seed: int | None):
-    return torch.random.fork_rng(devices=[]) if seed is not None else _null()
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
-
-
-def mlp(d_in: int, widths: Sequence[int], d_out: int, *, bias: bool = True, seed: int | None = None
-        ) -> nn.Sequential:
-    """``Linear(d_in, w1) - ReLU - ... - Linear(w_L, d_out)``.
-
-    Parameter count: ``sum_l (n_{l-1} + 1) n_l`` over ``n = (d_in, *widths, d_out)`` (without ``+1`` if
-    ``bias=False``). PyTorch's default (Kaiming-uniform) initialisation, reproducible with ``seed``.
-    """
-    d_in = check_positive_int("d_in", d_in)
-    d_out = check_positive_int("d_out", d_out)
-    sizes = [d_in, *[check_positive_int("widths[i]", w) for w in widths], d_out]
-    with _seeded(seed):
-        if seed is not None:
-            torch.manual_seed(seed)
-        mods: list[nn.Module] = []
-        for i in range(len(sizes) - 1):
-            mods.append(nn.Linear(sizes[i], sizes[i + 1], bias=bias))
-            if i < len(sizes) - 2:
-                mods.append(nn.ReLU())
-        return nn.Sequential(*mods)
-
-
-def lenet300_100(d_in: int = 784, d_out: int = 10, *, seed: int | None = None) -> nn.Sequential:
-    """LeNet-300-100 (LeCun et al. 1998): ``d_in-300-100-d_out`` ReLU MLP.
-
-    266,610 parameters for ``d_in=784, d_out=10``; 43,810 for MNIST-1D (``d_in=40``).
-    """
-    return mlp(d_in, [300, 100], d_out, seed=seed)
-
-
-def lenet5(in_channels: int = 1, n_classes: int = 10, *, input_size: int = 28, seed: int | None = None
-           ) -> nn.Sequential:
-    """LeNet-5 (LeCun et al. 1998), ReLU/max-pool variant for ``input_size`` x ``input_size`` images.
-
-    conv(6@5x5, pad 2) - pool - conv(16@5x5) - pool - fc120 - fc84 - fc``n_classes``.
-    61,706 parameters for 1x28x28 inputs and 10 classes.
-    """
-    s = input_size // 2
-    s = (s - 4) // 2
-    with _seeded(seed):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(16 * s * s, 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(),
-            nn.Linear(84, n_classes),
-        )
-
-
-def conv1d_small(length: int = 40, n_classes: int = 10, *, channels: int = 32, seed: int | None = None
-                 ) -> nn.Sequential:
-    """A small 1-D CNN for MNIST-1D (inputs ``(N, length)``).
-
-    Unflatten - conv(c@5, pad 2) - ReLU - conv(c@3, stride 2, pad 1) - ReLU - conv(c@3, stride 2, pad 1) -
-    ReLU - Flatten - Linear(c * ceil(length/4), n_classes). With ``channels=32, length=40``: 192 + 3,104 +
-    3,104 + 3,210 = 9,610 parameters.
-    """
-    l2 = (length + 1) // 2
-    l4 = (l2 + 1) // 2
-    with _seeded(seed):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Unflatten(1, (1, length)),
-            nn.Conv1d(1, channels, 5, padding=2), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(channels * l4, n_classes),
-        )
+from prunebound.zoo_models import conv1d_small, lenet5, lenet300_100, mlp  # noqa: E402

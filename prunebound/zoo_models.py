@@ -17,7 +17,8 @@ name                 parameters  architecture
                                  (``groups = channels``) + pointwise 1x1 blocks
 ``densenet``             75,562  DenseNet-style (Huang et al. 2017): 3 dense blocks of 4 layers, growth 12,
                                  concatenation, 1x1 compression transitions (0.5)
-``lenet5``               61,706  :func:`prunebound.network.lenet5` (re-exported, an ``nn.Sequential``)
+``lenet5``               61,706  :func:`lenet5` (an ``nn.Sequential``; also ``mlp``, ``lenet300_100``,
+                                 ``conv1d_small``; re-exported by :mod:`prunebound.network`)
 ``resnet20_1d``          91,162  ResNet-20 with 1-D convolutions for MNIST-1D (40 inputs), option A
 ``densenet_1d``          30,058  the DenseNet-style net with 1-D convolutions for MNIST-1D
 ===================  ==========  ======================================================================
@@ -34,7 +35,7 @@ re-exports everything here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,8 @@ from prunebound.errors import InvalidParameterError, check_positive_int
 
 __all__ = [
     "ZooModel", "BasicBlock", "CifarResNet", "VGG", "DepthwiseSeparable", "MobileNet", "DenseLayer", "Transition",
-    "DenseNet", "resnet20", "resnet56", "resnet20_1d", "vgg11", "vgg16", "mobilenet", "densenet", "densenet_1d",
+    "DenseNet", "mlp", "lenet300_100", "lenet5", "conv1d_small",
+    "resnet20", "resnet56", "resnet20_1d", "vgg11", "vgg16", "mobilenet", "densenet", "densenet_1d",
 ]
 
 
@@ -92,6 +94,75 @@ def _check_dims(dims: int) -> int:
     if dims not in (1, 2):
         raise InvalidParameterError(f"dims must be 1 (MNIST-1D style) or 2 (images); got {dims!r}")
     return dims
+
+
+# ------------------------------------------------------------------------------------------- small nn.Sequential nets
+def mlp(d_in: int, widths: Sequence[int], d_out: int, *, bias: bool = True, seed: int | None = None
+        ) -> nn.Sequential:
+    """``Linear(d_in, w1) - ReLU - ... - Linear(w_L, d_out)``.
+
+    Parameter count: ``sum_l (n_{l-1} + 1) n_l`` over ``n = (d_in, *widths, d_out)`` (without ``+1`` if
+    ``bias=False``). PyTorch's default (Kaiming-uniform) initialisation, reproducible with ``seed``.
+    """
+    d_in = check_positive_int("d_in", d_in)
+    d_out = check_positive_int("d_out", d_out)
+    sizes = [d_in, *[check_positive_int("widths[i]", w) for w in widths], d_out]
+    with _Seeded(seed):
+        mods: list[nn.Module] = []
+        for i in range(len(sizes) - 1):
+            mods.append(nn.Linear(sizes[i], sizes[i + 1], bias=bias))
+            if i < len(sizes) - 2:
+                mods.append(nn.ReLU())
+        return nn.Sequential(*mods)
+
+
+def lenet300_100(d_in: int = 784, d_out: int = 10, *, seed: int | None = None) -> nn.Sequential:
+    """LeNet-300-100 (LeCun et al. 1998): ``d_in-300-100-d_out`` ReLU MLP.
+
+    266,610 parameters for ``d_in=784, d_out=10``; 43,810 for MNIST-1D (``d_in=40``).
+    """
+    return mlp(d_in, [300, 100], d_out, seed=seed)
+
+
+def lenet5(in_channels: int = 1, n_classes: int = 10, *, input_size: int = 28, seed: int | None = None
+           ) -> nn.Sequential:
+    """LeNet-5 (LeCun et al. 1998), ReLU/max-pool variant for ``input_size`` x ``input_size`` images.
+
+    conv(6@5x5, pad 2) - pool - conv(16@5x5) - pool - fc120 - fc84 - fc``n_classes``.
+    61,706 parameters for 1x28x28 inputs and 10 classes.
+    """
+    s = input_size // 2
+    s = (s - 4) // 2
+    with _Seeded(seed):
+        return nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * s * s, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, n_classes),
+        )
+
+
+def conv1d_small(length: int = 40, n_classes: int = 10, *, channels: int = 32, seed: int | None = None
+                 ) -> nn.Sequential:
+    """A small 1-D CNN for MNIST-1D (inputs ``(N, length)``).
+
+    Unflatten - conv(c@5, pad 2) - ReLU - conv(c@3, stride 2, pad 1) - ReLU - conv(c@3, stride 2, pad 1) -
+    ReLU - Flatten - Linear(c * ceil(length/4), n_classes). With ``channels=32, length=40``: 192 + 3,104 +
+    3,104 + 3,210 = 9,610 parameters.
+    """
+    l2 = (length + 1) // 2
+    l4 = (l2 + 1) // 2
+    with _Seeded(seed):
+        return nn.Sequential(
+            nn.Unflatten(1, (1, length)),
+            nn.Conv1d(1, channels, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(channels * l4, n_classes),
+        )
 
 
 # ------------------------------------------------------------------------------------------- ResNet (CIFAR)

@@ -78,6 +78,8 @@ def target_weights(target: nn.Module | Network) -> list[torch.Tensor]:
     biases absent or zero (the constructions of Pensia/Malach/Orseau are stated without biases)."""
     net = Network.from_module(target)
     net.check_finite()
+    # a residual add / cat / branch after a layer leaves its `activation` None: only a chain is an MLP target
+    net.require_chain(method="the strong-LTH ticket constructions (Malach / Pensia / Orseau)")
     ws = []
     for ly in net.layers:
         if ly.kind != "linear":

@@ -239,7 +239,7 @@ def greedy_forward_selection(module: nn.Module, data: Dataset, *, n_select: int,
     net = Network.from_module(module)
     net.check_finite()
     if len(net.layers) != 2 or net.layers[0].kind != "linear" or net.layers[1].kind != "linear" \
-            or net.layers[0].activation != "relu" or net.layers[1].activation is not None:
+            or net.layers[0].activation != "relu" or net.layers[1].activation is not None or not net.is_chain:
         raise UnsupportedLayerError("greedy_forward_selection needs a Linear-ReLU-Linear network")
     if len(data) == 0:
         raise DataError("data is empty")

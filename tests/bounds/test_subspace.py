@@ -279,3 +279,142 @@ def test_compress_rejects_bad_arguments():
         m[0].weight[0, 0] = float("nan")
     with pytest.raises(DataError):
         subspace_compress(m, data, grid=((4, 2),))
+
+
+# ------------------------------------------------------------------------------------------- class-based models
+def _residual_data():
+    from prunebound.conformance import ResidualMLP
+
+    task = teacher_task(8, 8, 3, 0.1, seed=0)
+    return ResidualMLP, task.sample(240, 4)
+
+
+@pytest.fixture(scope="module")
+def class_run():
+    ResidualMLP, data = _residual_data()
+    res = subspace_compress(ResidualMLP(), data, grid=((8, 4), (16, 4)), epochs=3, qat_epochs=1, lr=0.05, seed=2)
+    return ResidualMLP, data, res
+
+
+def test_class_model_compresses_certifies_and_verifies(class_run):
+    ResidualMLP, data, res = class_run
+    from prunebound.bounds.subspace import architecture_sha256
+
+    assert isinstance(res.model, ResidualMLP)  # a clone of the user's class, not a rebuilt Sequential
+    assert res.params["init"] == "reset_parameters"
+    assert res.params["architecture_sha256"] == architecture_sha256(ResidualMLP())
+    cert = certify_subspace(res.model, data, delta=0.05, seed=2, **res.params)
+    assert cert.value == pytest.approx(res.value, abs=1e-12)
+    rep = verify(Certificate.from_dict(json.loads(cert.to_json())), res.model, data)
+    assert rep.ok and rep.checkable, rep.differences
+    # theta0 is the seeded re-initialisation of the architecture, whatever weights the given module holds:
+    # the prior built from a freshly constructed (differently seeded) instance is the same vector
+    a, _ = prior_init(res.model, data, init_seed=2)
+    torch.manual_seed(123)
+    b, _ = prior_init(ResidualMLP(), data, init_seed=2)
+    assert torch.equal(to_vector(a), to_vector(b))
+    assert not torch.equal(to_vector(a), to_vector(prior_init(ResidualMLP(), data, init_seed=3)[0]))
+    # and the model really is theta0 + P w_q
+    P = make_projection(res.params["projection"], to_vector(a).numel(), res.d, seed=res.params["projection_seed"])
+    wq, _, _ = decode_quantized(res.code.message, res.code.n_bits, d=res.d, levels=res.levels)
+    assert torch.allclose(to_vector(res.model), to_vector(a) + P.dense() @ wq, atol=1e-5)
+
+
+def test_class_model_verify_refuses_other_weights_architecture_or_edited_extras(class_run):
+    ResidualMLP, data, res = class_run
+    cert = certify_subspace(res.model, data, delta=0.05, seed=2, **res.params)
+    from prunebound.network import clone
+
+    edited = clone(res.model)
+    with torch.no_grad():
+        edited.fc_out.bias.add_(0.5)
+    rep = verify(cert, edited, data)
+    assert not rep.ok and any("not the network decoded" in d for d in rep.differences), rep.differences
+    wider = ResidualMLP(width=16, blocks=1)  # another architecture: named as such, never OK
+    rep = verify(cert, wider, data)
+    assert not rep.ok and any("another architecture" in d for d in rep.differences), rep.differences
+
+
+def test_class_model_parameters_outside_weighted_layers_are_part_of_theta0():
+    """A LayerNorm's affine weights are not in the subspace vector: they stay at their re-initialised value, and
+    a model whose LayerNorm was edited afterwards is not the certified network."""
+    from torch import nn
+
+    class LNNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(5, 12)
+            self.ln = nn.LayerNorm(12)
+            self.fc2 = nn.Linear(12, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.ln(self.fc1(x))))
+
+    data = teacher_task(5, 8, 2, 0.1, seed=0).sample(200, 5)
+    res = subspace_compress(LNNet(), data, grid=((8, 4),), epochs=2, qat_epochs=1, seed=0)
+    assert torch.equal(res.model.ln.weight, torch.ones(12))  # reset_parameters() value
+    cert = certify_subspace(res.model, data, delta=0.05, seed=0, **res.params)
+    assert verify(cert, res.model, data).ok
+    from prunebound.network import clone
+
+    edited = clone(res.model)
+    with torch.no_grad():
+        edited.ln.weight.mul_(2.0)  # to_vector is unchanged, the function is not
+    assert torch.equal(to_vector(edited), to_vector(res.model))
+    with pytest.raises(InvalidParameterError, match="not the network decoded"):
+        certify_subspace(edited, data, delta=0.05, seed=0, **res.params)
+    from prunebound.bounds.certify import certify
+
+    assert certify(res.model, data, method="subspace", delta=0.05, seed=0, **res.params).value == cert.value
+
+
+def test_float64_class_model_stays_float64():
+    from prunebound.conformance import FunctionalMLP
+
+    data = teacher_task(8, 8, 3, 0.1, seed=0).sample(100, 1)
+    data64 = type(data)(data.x.double(), data.y, name="t64")
+    res = subspace_compress(FunctionalMLP().double(), data64, grid=((8, 4),), epochs=1, qat_epochs=1, seed=0)
+    assert all(p.dtype == torch.float64 for p in res.model.parameters())
+    cert = certify_subspace(res.model, data64, delta=0.05, seed=0, **res.params)
+    assert verify(cert, res.model, data64).ok
+
+
+def test_bn_class_model_and_zoo_resnet_are_accepted():
+    from prunebound.conformance import ConvBNNet
+    from prunebound.zoo import resnet20
+
+    data = teacher_task(0, 8, 3, 0.0, seed=0, shape=(1, 8, 8)).sample(64, 1)
+    res = subspace_compress(ConvBNNet(), data, grid=((8, 4),), epochs=1, qat_epochs=1, batch_size=32, seed=0)
+    assert res.params["init"] == "reset_parameters"
+    cert = certify_subspace(res.model, data, delta=0.05, seed=0, **res.params)
+    assert verify(cert, res.model, data).ok
+    data = teacher_task(0, 8, 2, 0.0, seed=0, shape=(3, 8, 8)).sample(32, 1)
+    res = subspace_compress(resnet20(width=2, num_classes=2, seed=0), data, grid=((8, 2),), epochs=1,
+                            qat_epochs=1, batch_size=32, seed=0)
+    assert verify(certify_subspace(res.model, data, delta=0.05, seed=0, **res.params), res.model, data).ok
+
+
+def test_sequential_models_keep_the_spec_route():
+    from prunebound.bounds.subspace import init_route
+
+    assert init_route(mlp(5, [4], 2, seed=0)) == "spec"
+
+
+def test_module_with_parameters_but_no_reset_is_refused_naming_it():
+    from torch import nn
+
+    from prunebound.errors import UnsupportedLayerError
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(5, 4)
+            self.b = nn.Linear(4, 2)
+            self.b.reset_parameters = None  # its trained values would survive into the "random" prior
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    data = teacher_task(5, 8, 2, 0.1, seed=0).sample(50, 0)
+    with pytest.raises(UnsupportedLayerError, match="'b'.*reset_parameters"):
+        subspace_compress(Net(), data, grid=((4, 2),), epochs=1, qat_epochs=1)

@@ -176,3 +176,17 @@ def test_readme_pipeline_train_prune_quantize_certify_is_not_trivial(tmp_path, c
         nz = ly.weight[ly.weight != 0]
         assert torch.unique(nz).numel() <= 16
     assert not math.isnan(value)
+
+
+def test_subspace_grid_on_a_class_model_saves_and_verifies(tmp_path):
+    from prunebound.conformance import ResidualMLP
+
+    data = teacher_task(d_in=8, width=8, n_classes=3, seed=0).sample(300, 1)
+    r = C.compress(ResidualMLP(), data, out=tmp_path / "run", grid=[(6, 4, 0.1), (12, 4, 0.1)], epochs=2,
+                   qat_epochs=1, progress=False, quiet=True)
+    assert isinstance(r.model, ResidualMLP)
+    assert r.certificate.params["init"] == "reset_parameters"
+    assert verify(r.certificate, r.model, data).ok
+    # reloaded into the user's class, the saved model still verifies
+    m = load_model(tmp_path / "run" / "model.pt", module=ResidualMLP())
+    assert verify(Certificate.load(tmp_path / "run" / "certificate.json"), m, data).ok

@@ -315,3 +315,134 @@ def test_option_a_shortcut_traces_and_keeps_nonnegativity():
         pad = next(n for n in g.nodes if n.kind == "pad")
         add = next(n for n in g.nodes if n.kind == "add")
         assert facts[pad.name] is expect and facts[add.name] is False  # c2's output is signed
+
+
+# ---------------------------------------------------------------------------------------- what follows each layer
+def _by_path(net):
+    return {ly.path: ly for ly in net.layers}
+
+
+def test_residual_mlp_reports_merge_and_activation_after_it():
+    net = N.Network.from_module(ResidualMLP())
+    g = net.graph
+    ly = _by_path(net)
+    # fc2's own activation stays None (a ReLU after the add acts on a sum), the add and the ReLU after it are named
+    assert ly["blocks.0.fc2"].activation is None
+    (merge, act), = ly["blocks.0.fc2"].after_merge
+    assert g.node(merge).kind == "add" and act == "relu"
+    assert ly["blocks.0.fc2"].consumers == (merge,)
+    assert ly["blocks.0.fc2"].feeds_merge and not ly["blocks.0.fc2"].is_output
+    # fc_in's ReLU output feeds both fc1 and (as the skip) the add: both are consumers, the add is reported
+    assert set(ly["fc_in"].consumers) == {ly["blocks.0.fc1"].node, merge}
+    assert ly["fc_in"].after_merge == ((merge, "relu"),)
+    # a layer in a plain stretch feeds the next weighted layer only
+    assert ly["blocks.0.fc1"].consumers == (ly["blocks.0.fc2"].node,) and ly["blocks.0.fc1"].after_merge == ()
+    assert ly["fc_out"].is_output and ly["fc_out"].consumers == ("<output>",)
+
+
+def test_resnet20_blocks_conv2_add_relu_and_nonnegative_inputs():
+    from prunebound.zoo import resnet20
+
+    net = N.Network.from_module(resnet20(width=4, seed=0).eval())
+    g = net.graph
+    ly = _by_path(net)
+    c2 = ly["layer1.0.conv2"]  # conv2 -> bn2 (folded to Identity) -> add(shortcut) -> relu
+    assert c2.activation is None and c2.ops_after == ("identity",)
+    (merge, act), = c2.after_merge
+    assert g.node(merge).kind == "add" and act == "relu" and c2.consumers == (merge,)
+    # the add's other input is the shortcut, the ReLU after it feeds the next block's conv1
+    relu = g.users(merge)[0]
+    assert g.node(relu).kind == "relu" and ly["layer1.1.conv1"].node in g.users(relu)
+    # every conv2 of every block (both shortcut options) ends in add -> relu; every conv1 in its own ReLU
+    for shortcut in ("A", "B"):
+        net = N.Network.from_module(resnet20(width=4, seed=0, shortcut=shortcut).eval())
+        for layer in net.layers:
+            if layer.path.endswith("conv2"):
+                assert [a for _, a in layer.after_merge] == ["relu"], layer.path
+            elif layer.path.endswith("conv1"):
+                assert layer.activation == "relu" and layer.after_merge in ((),) + (
+                    tuple((m, "relu") for m, _ in layer.after_merge),), layer.path
+        # the input of every conv but the stem is relu(...) of an add or of a conv: non-negative, and the
+        # coreset assumption check accepts the whole ResNet
+        assert [layer.input_nonnegative for layer in net.layers] == [False] + [True] * (len(net.layers) - 1)
+        net.require_nonnegative_inputs(method="test")
+
+
+def test_densenet_cat_consumers_and_input_nonnegativity():
+    from prunebound.zoo import densenet
+
+    net = N.Network.from_module(densenet(width=4, layers=2, seed=0).eval())
+    g = net.graph
+    cats = [n.name for n in g.nodes if n.kind == "cat"]
+    assert cats
+    fed = [layer for layer in net.layers if layer.feeds_merge]
+    assert fed, "no layer reported as feeding a concatenation"
+    for layer in fed:
+        assert layer.activation == "relu"  # Conv-BN-ReLU, then cat
+        for m, act in layer.after_merge:
+            assert m in cats and act is None  # the cat feeds a conv (or a transition) directly
+            assert m in layer.consumers or any(g.node(c).kind != "cat" for c in layer.consumers)
+    assert all(layer.input_nonnegative for layer in net.layers[1:])
+    small = N.Network.from_module(DenseCatNet())
+    ly = _by_path(small)
+    assert len(ly["f0"].after_merge) == 2 and {a for _, a in ly["f0"].after_merge} == {None}
+    assert ly["head"].is_output
+
+
+class _AddThenLinear(nn.Module):
+    """A merge with no activation after it: the next layer's input h + b(h) can be negative."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 6)
+        self.b = nn.Linear(6, 6)
+        self.c = nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = F.relu(self.a(x))
+        return self.c(h + self.b(h))
+
+
+class _ReluOfAdd(_AddThenLinear):
+    def forward(self, x):
+        h = F.relu(self.a(x))
+        return self.c(F.relu(h + self.b(h)))
+
+
+def test_nonnegativity_after_add_is_decided_by_what_follows_the_add():
+    bad = N.Network.from_module(_AddThenLinear())
+    ly = _by_path(bad)
+    assert ly["b"].after_merge[0][1] is None and ly["a"].activation == "relu"
+    assert ly["c"].input_nonnegative is False
+    with pytest.raises(AssumptionError, match="non-negative") as e:
+        bad.require_nonnegative_inputs(method="CoreNet")
+    assert "'c'" in str(e.value) and "add" in str(e.value)
+    assert "linear node 'b' is not a ReLU/Sigmoid output" in str(e.value)  # the signed summand is named
+    good = N.Network.from_module(_ReluOfAdd())
+    ly = _by_path(good)
+    assert ly["b"].activation is None and ly["b"].after_merge[0][1] == "relu"
+    assert ly["a"].activation == "relu" and ly["a"].after_merge[0][1] == "relu"  # h is the skip of the add
+    assert ly["c"].input_nonnegative is True
+    good.require_nonnegative_inputs(method="CoreNet")
+    # and the check is right: the recorded input of c is >= 0 on data
+    assert bool((good.trace(torch.randn(50, 4)).inputs[2] >= 0).all())
+    assert bool((bad.trace(torch.randn(200, 4)).inputs[2] < 0).any())
+
+
+def test_ticket_target_with_residual_add_after_last_layer_is_refused():
+    from prunebound.subnet_search.certify import target_weights
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(4, 8, bias=False)
+            self.fc2 = nn.Linear(8, 4, bias=False)
+
+        def forward(self, x):
+            return self.fc2(F.relu(self.fc1(x))) + x
+
+    net = N.Network.from_module(Res())
+    assert net.layers[-1].activation is None and not net.layers[-1].is_output  # activation alone would accept it
+    with pytest.raises(AssumptionError, match="residual adds"):
+        target_weights(Res())
+    target_weights(N.mlp(4, [8], 4, bias=False, seed=0))  # the plain MLP target stays accepted
