@@ -66,8 +66,9 @@ def _flops(module: nn.Module, x: torch.Tensor) -> int:
 
 
 def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: int = 20,
-           compact: bool = False) -> ModelReport:
-    """The footprint of ``model`` on inputs shaped like ``example_input`` (see module docstring)."""
+           compact: bool = False, encode: bool = True) -> ModelReport:
+    """The footprint of ``model`` on inputs shaped like ``example_input`` (see module docstring);
+    ``encode=False`` skips the (slower) coding step: ``bytes_encoded`` is then ``None``."""
     net = Network.from_module(model)
     if not isinstance(example_input, torch.Tensor) or example_input.dim() == 0 or example_input.shape[0] == 0:
         raise DataError("example_input must be a non-empty batch tensor (N, ...)")
@@ -102,9 +103,10 @@ def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: 
     eff = sum(per[ly.path] * float((ly.weight != 0).sum()) / ly.n_weights for ly in net.layers)
     enc, err = None, None
     try:
-        from prunebound.coding import encode
+        if encode:
+            from prunebound.coding import encode as _encode
 
-        enc = len(encode(net.module))
+            enc = len(_encode(net.module))
     except PruneboundError as e:
         err = str(e).splitlines()[0]
     extra = {}
