@@ -51,7 +51,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from prunebound.errors import DataError, InvalidParameterError, PruneboundError, UnsupportedLayerError
-from prunebound.graph import ACTIVATION_KINDS, GraphNode, ModelGraph, _Tracer, capture
+from prunebound.graph import _MODULE_KINDS, ACTIVATION_KINDS, GraphNode, ModelGraph, _Tracer, capture
 from prunebound.network import clone
 
 __all__ = ["compact", "CompactReport", "LayerCompaction", "make_permanent"]
@@ -583,7 +583,7 @@ def compact(model: nn.Module, example_input: torch.Tensor | None = None, *, chec
     work.eval()
     g = capture(work)
     x = _example(work, example_input, g)
-    bare = len(list(work.children())) == 0 and g.nodes[-1].path == ""
+    bare = type(work) in _MODULE_KINDS  # capture traced it as a one-layer Sequential
     try:
         shapes = _shapes(work, x, bare)
     except Exception as e:  # noqa: BLE001 - a shape error means the example does not fit the model

@@ -285,3 +285,12 @@ def test_report_to_dict():
     d = rep.to_dict()
     assert d["removed_parameters"] == rep.parameters_before - rep.parameters_after
     assert d["layers"][0]["path"] == "0"
+
+
+def test_bare_layer_and_float64():
+    lin = nn.Linear(4, 3).double()
+    small, rep = compact(lin, torch.randn(2, 4, dtype=torch.float64))
+    assert isinstance(small, nn.Linear) and rep.parameters_after == rep.parameters_before == 15
+    m = _random_structured(mlp(6, [10], 2, seed=0).double(), seed=1)
+    small, rep = _check(m, torch.randn(2, 6, dtype=torch.float64), torch.randn(16, 6, dtype=torch.float64))
+    assert small[0].weight.dtype == torch.float64
