@@ -50,7 +50,13 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from prunebound.errors import DataError, InvalidParameterError, PruneboundError, UnsupportedLayerError
+from prunebound.errors import (
+    DataError,
+    InvalidParameterError,
+    PruneboundError,
+    UnsupportedLayerError,
+    check_finite_module,
+)
 from prunebound.graph import _MODULE_KINDS, ACTIVATION_KINDS, GraphNode, ModelGraph, _Tracer, capture
 from prunebound.network import clone
 
@@ -579,10 +585,14 @@ def compact(model: nn.Module, example_input: torch.Tensor | None = None, *, chec
     if not isinstance(model, nn.Module):
         raise UnsupportedLayerError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     work = make_permanent(clone(model))
+    check_finite_module(work)  # 0 * inf is not 0: "dead" inputs need finite weights
     was_training = model.training
     work.eval()
     g = capture(work)
     x = _example(work, example_input, g)
+    p = next(iter(work.parameters()), None)
+    if p is not None and x.is_floating_point():
+        x = x.to(p.dtype)
     bare = type(work) in _MODULE_KINDS  # capture traced it as a one-layer Sequential
     try:
         shapes = _shapes(work, x, bare)

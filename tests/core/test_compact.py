@@ -13,7 +13,7 @@ from prunebound import zoo
 from prunebound.compact import CompactReport, compact
 from prunebound.conformance import reference_models
 from prunebound.data import teacher_task
-from prunebound.errors import InvalidParameterError, UnsupportedLayerError
+from prunebound.errors import DataError, InvalidParameterError, UnsupportedLayerError
 from prunebound.network import Network, apply_masks, lenet5, masks_of, mlp
 
 REF = {r.name: r for r in reference_models()}
@@ -277,6 +277,13 @@ def test_errors_name_what_is_missing():
 
     with pytest.raises(UnsupportedLayerError):
         compact(Untraceable(), torch.randn(2, 3))
+    bad = mlp(3, [4], 2, seed=0)
+    with torch.no_grad():
+        bad[0].weight[0, 0] = float("inf")
+    with pytest.raises(DataError, match="non-finite"):
+        compact(bad)
+    with pytest.raises(DataError, match="example_input"):
+        compact(mlp(3, [4], 2, seed=0), torch.randn(2, 5))
 
 
 def test_report_to_dict():
