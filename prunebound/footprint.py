@@ -9,8 +9,8 @@
 * ``flops_dense``: multiply-adds × 2 of every call of every weighted layer for one example, counted by
   ``torch.utils.flop_counter.FlopCounterMode`` on the model itself; ``flops_effective`` scales each layer's
   count by the fraction of its weights that are non-zero (unstructured sparsity skips exactly those products);
-* ``latency_ms``: median wall time of ``repeats`` forward passes on ``example_input`` (CPU, no grad). Measured,
-  machine dependent, never asserted in tests;
+* ``latency_ms``: median wall time of ``repeats`` forward passes on ``example_input`` (CPU, no grad) after one
+  untimed warm-up pass. Measured, machine dependent, never asserted in tests;
 * with ``compact=True`` also the numbers of the compacted model (:func:`prunebound.compact.compact`: dead
   neurons, channels and filters physically removed): ``compact_parameters``, ``compact_flops`` (its dense FLOPs,
   what a dense kernel really executes) and ``compact_latency_ms`` (measured alternately with the original, so both
@@ -89,6 +89,9 @@ def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: 
                 from prunebound.compact import compact as _compact
 
                 small = _compact(net.module, x)[0].eval()
+            net.module(x)  # warm-up (kernel selection, allocations), not timed
+            if small is not None:
+                small(x)
             times, ctimes = [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()
