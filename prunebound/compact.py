@@ -608,7 +608,12 @@ def compact(model: nn.Module, example_input: torch.Tensor | None = None, *, chec
     if check:
         ref = make_permanent(clone(model)).eval()
         with torch.no_grad():
-            y0, y1 = ref(x), work(x)
+            y0 = ref(x)
+            try:
+                y1 = work(x)
+            except RuntimeError as e:  # inconsistent channel counts: an analysis bug, never the user's
+                raise PruneboundError(f"the compacted model does not run ({str(e).splitlines()[0][:200]}); a "
+                                      "prunebound bug: please report it with the model") from e
         if y0.shape != y1.shape:
             raise PruneboundError(f"compaction changed the output shape {tuple(y0.shape)} -> {tuple(y1.shape)} "
                                   "(a prunebound bug; please report it with the model)")

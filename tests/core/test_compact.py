@@ -301,3 +301,21 @@ def test_bare_layer_and_float64():
     m = _random_structured(mlp(6, [10], 2, seed=0).double(), seed=1)
     small, rep = _check(m, torch.randn(2, 6, dtype=torch.float64), torch.randn(16, 6, dtype=torch.float64))
     assert small[0].weight.dtype == torch.float64
+
+
+def test_self_check_catches_a_broken_analysis(monkeypatch):
+    """Deliberately broken variant: residual adds no longer unite their channels. The branch's dead channels
+    are then cut although the skip carries them; compact's own check must refuse the result."""
+    import prunebound.compact as C
+    from prunebound.errors import PruneboundError
+
+    m = REF["residual_mlp"].make()
+    mk = masks_of(m)
+    mk["blocks.0.fc2"][:4] = 0
+    with torch.no_grad():
+        m.blocks[0]["fc2"].bias[:4] = 0
+    apply_masks(m, mk)
+    compact(m, REF["residual_mlp"].inputs(4))  # correct analysis: fine
+    monkeypatch.setattr(C._Slots, "union", lambda self, a, b: None)
+    with pytest.raises(PruneboundError, match="prunebound bug"):
+        compact(m, REF["residual_mlp"].inputs(4))
