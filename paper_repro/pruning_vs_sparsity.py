@@ -54,7 +54,13 @@ authors' experiments (top-k channels by sensitivity, no reweighting, **no** guar
 neurons: its like-for-like comparator is a structured method (here ``neuron_merging``; the PFP paper compares
 with the L1 filter norm of Li et al. 2017, SoftNet and ThiNet), not unstructured magnitude pruning. At these
 sparsities every sampler's solved ``eps`` is >= 1, i.e. its statement is vacuous. The caption says so.
-The CSV lists requested and measured sparsity for every point, one row per (method, sparsity, protocol).
+The CSV lists requested and measured sparsity for every point, one row per (method, sparsity, protocol),
+with the cost of the pruned network next to its error (:func:`prunebound.footprint.report`, one example,
+before retraining): ``keep_ratio`` (1 - measured sparsity), ``flops_effective`` (dense FLOPs scaled by each
+layer's non-zero fraction), for structured methods (:data:`COMPACTABLE`) ``flops_compacted`` (the dense FLOPs of
+the model with its dead neurons physically removed, :func:`prunebound.compact.compact`) and the measured CPU
+latency of the masked and of the compacted model (a batch of :data:`LATENCY_BATCH` test inputs; machine
+dependent).
 """
 
 from __future__ import annotations
@@ -123,6 +129,10 @@ SPARSE_TRAINING = frozenset({"snip", "rigl", "lottery"})
 PANELS = {"none": "no retraining", "retrained": "retrained", "sparse_training": "sparse training from init"}
 #: structured methods: the requested weight sparsity is converted to a neuron fraction
 STRUCTURED = frozenset({"apoz", "neuron_merging", "lasso_channel"})
+#: methods that remove whole neurons: their compacted FLOPs and latency are reported
+COMPACTABLE = STRUCTURED | {"pfp", "data_independent"}
+#: test inputs per timed forward pass of the latency columns
+LATENCY_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -283,11 +293,15 @@ def run_trial(t: dict) -> dict:
     dense = _model(t, trained=True)
     sparse_training = t["method"] in SPARSE_TRAINING
     errs, retrained, train_errs, measured = [], [], [], []
+    cost: dict[str, list] = {"flops_dense": [], "flops_effective": [], "flops_compacted": [], "latency_ms": [],
+                             "latency_compacted_ms": []}
     for s in t["sparsities"]:
         m = prune_one(t, float(s))
         errs.append(evaluate(m, split.test).error)
         train_errs.append(evaluate(m, split.train).error)
         measured.append(sparsity(m).total)
+        for k, v in _cost(m, split.test.x[:LATENCY_BATCH], t["method"] in COMPACTABLE).items():
+            cost[k].append(v)
         if sparse_training:
             retrained.append(None)
         else:
@@ -298,7 +312,23 @@ def run_trial(t: dict) -> dict:
             "dense_test_error": evaluate(dense, split.test).error, "from_init": t["method"] in FROM_INIT,
             "protocol": "sparse_training" if sparse_training else "prune",
             "n_train": len(split.train), "n_test": len(split.test), "d_in": int(split.train.input_shape[0]),
-            "n_classes": int(split.train.n_classes)}
+            "n_classes": int(split.train.n_classes), **cost}
+
+
+def _cost(m, x: torch.Tensor, compactable: bool) -> dict:
+    """FLOPs (dense / effective / compacted) and CPU latency of the pruned network ``m`` (see the docstring)."""
+    from prunebound.footprint import report
+
+    r = report(m, x, repeats=5, compact=compactable, encode=False)
+    return {"flops_dense": r.flops_dense, "flops_effective": r.flops_effective, "flops_compacted": r.compact_flops,
+            "latency_ms": r.latency_ms, "latency_compacted_ms": r.compact_latency_ms}
+
+
+def _mean_at(recs: list[dict], field: str, j: int) -> float:
+    """Mean over seeds of ``result[field][j]``; NaN when absent (records of an older run, or not compactable)."""
+    vals = [r["result"].get(field, [None] * (j + 1))[j] for r in recs]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 run = make_run(NAME, run_trial, trials)
@@ -332,7 +362,11 @@ def table(results: list[dict]) -> list[dict]:
                              "measured_sparsity": sm["mean"], "measured_sparsity_std": sm["std"],
                              "test_error_mean": st["mean"], "test_error_std": st["std"],
                              "test_error_se": st["std"] / np.sqrt(st["n"]) if st["n"] else float("nan"),
-                             "dense_test_error_mean": dense["mean"], "n_seeds": st["n"]})
+                             "dense_test_error_mean": dense["mean"], "n_seeds": st["n"],
+                             "keep_ratio": 1.0 - sm["mean"],
+                             **{f"{k}_mean": _mean_at(recs, k, j) for k in
+                                ("flops_dense", "flops_effective", "flops_compacted", "latency_ms",
+                                 "latency_compacted_ms")}})
     return rows
 
 

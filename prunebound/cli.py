@@ -8,7 +8,7 @@ Subcommands::
     prunebound train --arch mlp:40,64,10 --data SPEC --out MODEL     (--arch resnet20:classes=10,width=16, ...)
     prunebound certify MODEL --data SPEC [--method occam] [--delta 0.05] [--out CERT] [--param k=v ...]
     prunebound verify CERT --model MODEL [--data SPEC]
-    prunebound info MODEL
+    prunebound info MODEL [--input-shape 3,32,32]             layers, size, FLOPs (also compacted), latency
     prunebound prune MODEL --method NAME --sparsity S [--data SPEC] --out MODEL2
     prunebound repro list | run NAME [--preset quick|full] [--out DIR] [--backend local|dask] | figures
 
@@ -207,7 +207,55 @@ def cmd_info(a) -> int:
         merged = "".join(f" then {m.rstrip('_0123456789')}>{a or '-'}" for m, a in ly.after_merge)
         print(f"  [{ly.index}] {ly.path:<12} {ly.kind:<7} {tuple(ly.weight.shape)!s:<18} "
               f"act={ly.activation or '-':<5} sparsity={sp.per_layer.get(ly.path, 0.0):.4f}{merged}")
+    _print_footprint(m, net, a)
     return 0
+
+
+def _input_shape(m, net, given: str | None) -> tuple[int, ...]:
+    """Per-example input shape: ``--input-shape``, else the model's recorded ``input_shape`` (zoo models),
+    else ``(in_features,)`` when the input feeds a Linear layer directly."""
+    if given is not None:
+        try:
+            shape = tuple(int(v) for v in given.replace("x", ",").split(",") if v.strip())
+        except ValueError:
+            shape = ()
+        if not shape or any(v <= 0 or v > 100_000 for v in shape) or len(shape) > 4:
+            raise InvalidParameterError(f"--input-shape must be 1 to 4 positive integers like 3,32,32 (one "
+                                        f"example, no batch dimension); got {given!r}")
+        return shape
+    rec = getattr(m, "input_shape", None)
+    if rec:
+        return tuple(int(v) for v in rec)
+    g = net.graph
+    first = [n for n in g.nodes if n.inputs == (g.input,)]
+    if len(first) == 1 and first[0].kind == "linear":
+        return (int(first[0].module.in_features),)
+    raise InvalidParameterError("cannot infer the input shape of this model (its first layer is not Linear and "
+                                "the checkpoint records no input shape); pass --input-shape, e.g. 3,32,32")
+
+
+def _print_footprint(m, net, a) -> None:
+    import torch
+
+    from prunebound.errors import check_positive_int
+    from prunebound.footprint import report
+
+    shape = _input_shape(m, net, a.input_shape)
+    repeats = check_positive_int("--repeats", a.repeats)
+    x = torch.randn((a.batch, *shape), generator=torch.Generator().manual_seed(0))
+    try:
+        r = report(m, x, repeats=repeats, compact=True)
+    except RuntimeError as e:  # a shape mismatch inside the model's forward
+        raise InvalidParameterError(f"--input-shape {','.join(map(str, shape))} does not fit the model "
+                                    f"({_one_line(e)[:200]})") from None
+    enc = f"{r.bytes_encoded} encoded" if r.bytes_encoded is not None else f"not encodable ({r.encode_error})"
+    print(f"footprint for input {tuple(shape)} (batch {a.batch}):")
+    print(f"  parameters  {r.parameters} ({r.nonzero} non-zero; {r.compact_parameters} after compaction)")
+    print(f"  bytes       {r.bytes_dense} dense, {r.bytes_sparse} sparse (COO), {enc}")
+    print(f"  FLOPs       {r.flops_dense} dense, {r.flops_effective:.0f} effective (non-zeros), "
+          f"{r.compact_flops} compacted (dead units removed)")
+    print(f"  latency     {r.latency_ms:.3f} ms dense, {r.compact_latency_ms:.3f} ms compacted "
+          f"(CPU, median of {repeats}; machine dependent)")
 
 
 def cmd_prune(a) -> int:
@@ -330,8 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     _allow_import(s)
     s.set_defaults(fn=cmd_verify)
 
-    s = sub.add_parser("info", help="describe a saved model")
+    s = sub.add_parser("info", help="describe a saved model: layers, sizes, FLOPs (dense/effective/compacted), "
+                                    "latency")
     s.add_argument("model")
+    s.add_argument("--input-shape", dest="input_shape", default=None,
+                   help="one example's shape, e.g. 3,32,32 (default: recorded in the checkpoint, or the first "
+                        "Linear layer's in_features)")
+    s.add_argument("--batch", type=int, default=1, help="batch size for the latency measurement (default 1)")
+    s.add_argument("--repeats", type=int, default=10, help="timed forward passes (default 10)")
     _allow_import(s)
     s.set_defaults(fn=cmd_info)
 

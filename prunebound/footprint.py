@@ -9,8 +9,12 @@
 * ``flops_dense``: multiply-adds × 2 of every call of every weighted layer for one example, counted by
   ``torch.utils.flop_counter.FlopCounterMode`` on the model itself; ``flops_effective`` scales each layer's
   count by the fraction of its weights that are non-zero (unstructured sparsity skips exactly those products);
-* ``latency_ms``: median wall time of ``repeats`` forward passes on ``example_input`` (CPU, no grad). Measured,
-  machine dependent, never asserted in tests.
+* ``latency_ms``: median wall time of ``repeats`` forward passes on ``example_input`` (CPU, no grad) after one
+  untimed warm-up pass. Measured, machine dependent, never asserted in tests;
+* with ``compact=True`` also the numbers of the compacted model (:func:`prunebound.compact.compact`: dead
+  neurons, channels and filters physically removed): ``compact_parameters``, ``compact_flops`` (its dense FLOPs,
+  what a dense kernel really executes) and ``compact_latency_ms`` (measured alternately with the original, so both
+  medians see the same machine load). ``None`` when not requested.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class ModelReport:
     latency_ms: float
     per_layer_flops: dict
     encode_error: str | None = None
+    compact_parameters: int | None = None
+    compact_flops: int | None = None
+    compact_latency_ms: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,8 +59,16 @@ def _layer_flops(net: Network, x: torch.Tensor) -> dict[str, int]:
     return {ly.path: int(2 * z.numel() * ly.fan_in) for ly, z in zip(net.layers, tr.preacts)}
 
 
-def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: int = 20) -> ModelReport:
-    """The footprint of ``model`` on inputs shaped like ``example_input`` (see module docstring)."""
+def _flops(module: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        module(x[:1])
+    return int(fc.get_total_flops())
+
+
+def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: int = 20,
+           compact: bool = False, encode: bool = True) -> ModelReport:
+    """The footprint of ``model`` on inputs shaped like ``example_input`` (see module docstring);
+    ``encode=False`` skips the (slower) coding step: ``bytes_encoded`` is then ``None``."""
     net = Network.from_module(model)
     if not isinstance(example_input, torch.Tensor) or example_input.dim() == 0 or example_input.shape[0] == 0:
         raise DataError("example_input must be a non-empty batch tensor (N, ...)")
@@ -69,20 +84,37 @@ def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: 
             with FlopCounterMode(display=False) as fc:
                 net.module(x[:1])
             dense = int(fc.get_total_flops())
-            times = []
+            small = None
+            if compact:
+                from prunebound.compact import compact as _compact
+
+                small = _compact(net.module, x)[0].eval()
+            net.module(x)  # warm-up (kernel selection, allocations), not timed
+            if small is not None:
+                small(x)
+            times, ctimes = [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 net.module(x)
                 times.append((time.perf_counter() - t0) * 1e3)
+                if small is not None:
+                    t0 = time.perf_counter()
+                    small(x)
+                    ctimes.append((time.perf_counter() - t0) * 1e3)
     finally:
         net.module.train(was)
     eff = sum(per[ly.path] * float((ly.weight != 0).sum()) / ly.n_weights for ly in net.layers)
     enc, err = None, None
     try:
-        from prunebound.coding import encode
+        if encode:
+            from prunebound.coding import encode as _encode
 
-        enc = len(encode(net.module))
+            enc = len(_encode(net.module))
     except PruneboundError as e:
         err = str(e).splitlines()[0]
+    extra = {}
+    if small is not None:
+        extra = {"compact_parameters": count_parameters(small), "compact_flops": _flops(small, x),
+                 "compact_latency_ms": statistics.median(ctimes)}
     return ModelReport(params, nz, params * elem, nz * (elem + 4), enc, dense, eff, statistics.median(times), per,
-                       err)
+                       err, **extra)

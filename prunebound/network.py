@@ -75,6 +75,7 @@ __all__ = [
     "count_nonzero",
     "sparsity",
     "report",
+    "compact",
     "architecture",
     "build_architecture",
     "mlp",
@@ -751,11 +752,18 @@ def sparsity(module: nn.Module | Network) -> SparsityReport:
     return SparsityReport(per, 1.0 - nz / tot, nz, tot)
 
 
-def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: int = 20):
+def report(model: nn.Module | Network, example_input: torch.Tensor, *, repeats: int = 20, compact: bool = False):
     """Parameters, non-zeros, bytes stored, FLOPs and CPU latency: :func:`prunebound.footprint.report`."""
     from prunebound.footprint import report as _report
 
-    return _report(model, example_input, repeats=repeats)
+    return _report(model, example_input, repeats=repeats, compact=compact)
+
+
+def compact(model: nn.Module | Network, example_input: torch.Tensor | None = None):
+    """A smaller dense copy without dead neurons/channels/filters and its report: :func:`prunebound.compact.compact`."""
+    from prunebound.compact import compact as _compact
+
+    return _compact(model, example_input)
 
 
 # ---------------------------------------------------------------------- architecture spec (for safe IO)

@@ -35,3 +35,19 @@ def test_network_report_is_the_footprint_report():
 
     m = mlp(4, [3], 2, seed=0)
     assert net_report(m, torch.randn(2, 4), repeats=1).parameters == 4 * 3 + 3 + 3 * 2 + 2
+
+
+def test_compacted_numbers_count_the_smaller_model():
+    from prunebound.network import apply_masks, masks_of
+
+    m = mlp(10, [20], 5, seed=0)
+    mk = masks_of(m)
+    mk["0"][:8] = 0  # 8 dead hidden units (bias zeroed below)
+    with torch.no_grad():
+        m[0].bias[:8] = 0
+    apply_masks(m, mk)
+    r = report(m, torch.randn(3, 10), repeats=2, compact=True)
+    assert r.compact_parameters == 10 * 12 + 12 + 12 * 5 + 5 < r.parameters
+    assert r.compact_flops == 2 * (10 * 12 + 12 * 5) < r.flops_dense
+    assert r.compact_latency_ms > 0
+    assert report(m, torch.randn(3, 10), repeats=1).compact_flops is None  # not requested

@@ -282,3 +282,32 @@ def test_provable_samplers_near_magnitude_on_lenet300_100_mnist1d(mod):
     for m in ("corenet_hybrid", "sipp_hybrid"):
         assert err[m] <= 1.5 * err["magnitude_global"], (m, err)
     assert err["pfp_det"] <= 1.5 * err["neuron_merging"], err
+
+
+def test_cost_columns_next_to_error(mod):
+    """keep ratio, effective FLOPs, compacted FLOPs (structured methods only) and latency in every row."""
+    from prunebound import pruning
+
+    m = mlp(8, [20], 3, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 8, generator=g)
+    from prunebound.data import Dataset
+
+    data = Dataset(x, torch.randint(0, 3, (16,), generator=g), name="toy", n_classes=3)
+    pruned = pruning.prune(m, data, method="neuron_merging", sparsity=0.5).module
+    c = mod._cost(pruned, x, True)
+    assert c["flops_dense"] == 2 * (8 * 20 + 20 * 3)
+    assert c["flops_compacted"] == 2 * (8 * 10 + 10 * 3) and c["latency_compacted_ms"] > 0
+    assert mod._cost(pruned, x, False)["flops_compacted"] is None
+    res = {"sparsity": [0.5], "measured_sparsity": [0.4], "test_error": [0.2], "retrained_test_error": [0.1],
+           "dense_test_error": 0.05, "protocol": "prune", **{k: [v] for k, v in c.items()}}
+    old = {k: v for k, v in res.items() if not k.startswith(("flops", "latency"))}  # a record of an older run
+    recs = [{"trial": {"method": "neuron_merging", "seed": 0, "finetune_epochs": 1, "finetune_lr": 0.01,
+                       "epochs": 1, "lr": 0.1}, "result": r} for r in (res, old)]
+    rows = mod.table(recs)
+    assert {r["protocol"] for r in rows} == {"none", "retrained"}
+    for r in rows:
+        assert r["keep_ratio"] == pytest.approx(0.6)
+        assert r["flops_compacted_mean"] == c["flops_compacted"]  # the older record has no cost: skipped
+        assert r["flops_effective_mean"] == pytest.approx(c["flops_effective"])
+        assert r["latency_ms_mean"] > 0

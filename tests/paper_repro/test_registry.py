@@ -59,7 +59,10 @@ def test_tiny_sweep_on_dask_equals_local_and_make_figures(tmp_path, monkeypatch)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         dask = mod.run(cfg, tmp_path / "dask", backend="dask", scheduler=client, progress=False)
-    assert [r["result"] for r in dask] == [r["result"] for r in local]
+    def det(r):  # measured CPU latency is the one field that is not reproducible
+        return {k: v for k, v in r["result"].items() if not k.startswith("latency")}
+
+    assert [det(r) for r in dask] == [det(r) for r in local]
     # make_figures runs the quick preset in work_dir/NAME; with finished results there it only plots
     monkeypatch.setattr(mod.Config, "quick", classmethod(lambda cls: cfg))
     monkeypatch.setattr(mod, "run_trial", _never)
