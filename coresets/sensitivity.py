@@ -90,7 +90,7 @@ def _max_prod_dense(inv: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 _TOP = 16  # candidate points per row and per column in :func:`_max_prod`
 
 
-def _max_prod(inv: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def _max_prod(inv: torch.Tensor, a: torch.Tensor, top_a: tuple | None = None) -> torch.Tensor:
     """``M_ij = max_x inv_i(x) a_j(x)`` (non-negative ``inv`` (S, out), ``a`` (S, in)); exact, bit for bit
     the brute-force maximum of the rounded products (:func:`_max_prod_dense`).
 
@@ -100,14 +100,14 @@ def _max_prod(inv: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     most that (rounding to nearest is monotone), so where the candidates' maximum reaches it, it is the
     maximum over all ``S`` points. The remaining entries (rare: points whose ``inv`` and ``a`` are both
     mediocre but whose product wins) are evaluated over all points. Cost ``O(K out in)`` instead of
-    ``O(S out in)``.
+    ``O(S out in)``. ``top_a``: ``a.topk(_TOP + 1, dim=0)`` when the caller already has it.
     """
     S, out = inv.shape
     n = a.shape[1]
     K = _TOP
     if S <= 4 * K or out * n == 0:
         return _max_prod_dense(inv, a)
-    va, ia = a.topk(K + 1, dim=0)  # (K+1, in)
+    va, ia = a.topk(K + 1, dim=0) if top_a is None else top_a  # (K+1, in)
     vi, ii = inv.topk(K + 1, dim=0)  # (K+1, out)
     best = _gather_max(a, ii, vi, K)  # (out, in): over T_i
     torch.maximum(best, _gather_max(inv, ia, va, K).T, out=best)  # over A_j
@@ -141,7 +141,7 @@ def _gather_max(src: torch.Tensor, idx: torch.Tensor, val: torch.Tensor, K: int)
     return out
 
 
-def _max_ratio(w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+def _max_ratio(w: torch.Tensor, a: torch.Tensor, top_a: tuple | None = None) -> torch.Tensor:
     """``max_x w_ij a_j(x) / sum_k w_ik a_k(x)`` for non-negative ``w`` (out, in) and ``a`` (S, in).
 
     Uses ``max_x w_ij a_j(x) / d_i(x) = w_ij * max_x a_j(x) / d_i(x)``; a zero denominator contributes 0.
@@ -150,7 +150,7 @@ def _max_ratio(w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     denom = a @ w.T  # (S, out)
     tiny = torch.finfo(denom.dtype).tiny
     inv = torch.where(denom > 0, 1.0 / denom.clamp_min(tiny), torch.zeros_like(denom))
-    return _max_prod(inv, a) * w
+    return _max_prod(inv, a, top_a) * w
 
 
 def signed_split(inputs: torch.Tensor) -> torch.Tensor:
@@ -174,7 +174,8 @@ def edge_sensitivity(weight: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor
     _check_inputs(weight, inputs)
     w = weight.detach()
     a = signed_split(inputs.detach().to(w.dtype))
-    return _max_ratio(w.clamp_min(0), a) + _max_ratio((-w).clamp_min(0), a)
+    top_a = a.topk(_TOP + 1, dim=0) if a.shape[0] > 4 * _TOP else None  # shared by both sign groups
+    return _max_ratio(w.clamp_min(0), a, top_a) + _max_ratio((-w).clamp_min(0), a, top_a)
 
 
 def abs_edge_sensitivity(weight: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,8 @@ from prunebound.subnet_search.certify import (
     ApproximationError,
     collapsed_pair,
     propagate_bound,
-    sample_ball,
+    sample_ball_parts,
+    spectral_norm_bound,
     target_weights,
 )
 from prunebound.subnet_search.subset_sum import MAX_EXACT_N, subset_sum_exact, subset_sum_exact_batched
@@ -129,7 +130,7 @@ class Ticket:
 def per_weight_tolerance(ws: list[torch.Tensor], eps: float, radius: float) -> float:
     """Largest ``eps_w`` with ``propagate_bound(||W_i||, sqrt(2 d_i d_{i-1}) eps_w, r) <= eps`` (bisection on
     a log scale; the bound is increasing in ``eps_w``)."""
-    wn = [float(torch.linalg.matrix_norm(w, ord=2)) for w in ws]
+    wn = [spectral_norm_bound(w) for w in ws]
     fro = [math.sqrt(2 * w.shape[0] * w.shape[1]) for w in ws]
 
     def bound(t: float) -> float:
@@ -301,7 +302,7 @@ def _pair_certificate(pair: _Pair, sel: np.ndarray, w: torch.Tensor) -> tuple[fl
     slack = (n + 2) * 1.12e-16 * (np.abs(picked).sum(1) + np.abs(pair.tg))
     r3 = r.reshape(d_out, d_in, 2)
     d = torch.from_numpy(np.concatenate([r3[:, :, 0], r3[:, :, 1]], axis=1))
-    dn = float(torch.linalg.matrix_norm(d, ord=2)) * (1 + 1e-12) + float(np.sqrt((slack ** 2).sum()))
+    dn = spectral_norm_bound(d) + float(np.sqrt((slack ** 2).sum()))
     return dn, float(np.abs(r).max())
 
 
@@ -344,7 +345,7 @@ def _pilot_candidates(ws: list[torch.Tensor], *, n: int, eps: float, radius: flo
     below the largest single entry.  Returns ``(m, predicted certificate per m tried)``.  A starting point
     only: the certificate of the real draw is always computed, and ``m`` grows if it fails."""
     rng = np.random.default_rng(10_007 + (0 if seed is None else int(seed)))
-    wn = [float(torch.linalg.matrix_norm(w, ord=2)) for w in ws]
+    wn = [spectral_norm_bound(w) for w in ws]
     insts = []
     for w in ws:
         wf = w.reshape(-1).numpy()
@@ -436,7 +437,7 @@ def construct_ticket(target: nn.Module | Network, *, method: str, eps: float, ra
         else:
             m, _ = _pilot_candidates(ws, n=n, eps=eps, radius=radius, m_max=m_max, seed=seed)
     g = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    wn = [float(torch.linalg.matrix_norm(w, ord=2)) * (1 + 1e-12) for w in ws]
+    wn = [spectral_norm_bound(w) for w in ws]
     cert, m_first = math.inf, m
     for attempt in range(1, max_attempts + 1):  # noqa: B007
         pairs = [_draw_pair(method, w, n, g, eps_w, dtype) for w in ws]
@@ -515,48 +516,58 @@ def ticket_error(target: nn.Module | Network, ticket: Ticket | nn.Module, radius
         d = torch.cat([p_i - w, n_i + w], dim=1)
         pos.append(p_i)
         neg.append(n_i)
-        d_norms.append(float(torch.linalg.matrix_norm(d, ord=2)))
-        w_norms.append(float(torch.linalg.matrix_norm(w, ord=2)))
+        d_norms.append(spectral_norm_bound(d))
+        w_norms.append(spectral_norm_bound(w))
     per = propagate_bound(w_norms, d_norms, radius)
 
     def collapsed(x: torch.Tensor) -> torch.Tensor:
-        h = x
-        for i in range(len(ws)):
-            h = h.clamp(min=0) @ pos[i].T + (-h).clamp(min=0) @ neg[i].T
-            if i < len(ws) - 1:
-                h = h.clamp(min=0)
+        h = x.clamp(min=0) @ pos[0].T + (-x).clamp(min=0) @ neg[0].T
+        for i in range(1, len(ws)):  # inputs >= 0 after the ReLU: the N_i x^- term is exactly 0
+            h = h.clamp(min=0) @ pos[i].T
         return h
 
-    def target_fwd(x: torch.Tensor) -> torch.Tensor:
-        h = x
-        for i, w in enumerate(ws):
-            h = h @ w.T
-            if i < len(ws) - 1:
-                h = h.clamp(min=0)
-        return h
+    # the sweep: first layer of target and ticket in one product, g_1 = A x + B |x| with A = (P - N) / 2,
+    # B = (P + N) / 2 (x^+ = (x + |x|) / 2, x^- = (|x| - x) / 2), so no x^+ / x^- copies
+    d1 = ws[0].shape[0]
+    wa0 = torch.cat([ws[0], (pos[0] - neg[0]) / 2])
+    b0t = ((pos[0] + neg[0]) / 2).T.contiguous()
 
-    x = sample_ball(n_samples, ws[0].shape[1], radius, seed)
-    if n_dense:
-        xd = x[:n_dense]
-        with torch.no_grad():
-            dense = _dense_forward(tl, xd)
-        ref = collapsed(xd)
-        if float((dense - ref).abs().max()) > 1e-9 * max(1.0, float(ref.abs().max())):
-            raise InvalidParameterError("collapsed ticket forward disagrees with the dense forward")
-    emp = 0.0
-    for s in range(0, n_samples, 8192):
-        xs = x[s : s + 8192]
-        emp = max(emp, float((target_fwd(xs) - collapsed(xs)).norm(dim=1).max()))
+    def error_norms(x: torch.Tensor) -> torch.Tensor:
+        y = x @ wa0.T
+        f, g = y[:, :d1], torch.addmm(y[:, d1:], x.abs(), b0t)
+        for i in range(1, len(ws)):
+            f = f.clamp(min=0) @ ws[i].T
+            g = g.clamp(min=0) @ pos[i].T
+        return (f - g).norm(dim=1)
+
+    # unit directions chunk by chunk (never the n x d sample at once); f and g are positively homogeneous
+    # (bias-free ReLU), so the error at r u is r times the error at u (up to float64 rounding)
+    err_u = torch.empty(n_samples, dtype=torch.float64)
+
+    def on_chunk(start: int, u: torch.Tensor) -> None:
+        if start == 0 and n_dense:
+            ud = u[:n_dense]
+            with torch.no_grad():
+                dense = _dense_forward(tl, ud)
+            ref = collapsed(ud)
+            if float((dense - ref).abs().max()) > 1e-9 * max(1.0, float(ref.abs().max())):
+                raise InvalidParameterError("collapsed ticket forward disagrees with the dense forward")
+        err_u[start : start + u.shape[0]] = error_norms(u)
+
+    rad = sample_ball_parts(n_samples, ws[0].shape[1], radius, seed, on_chunk)
+    emp = float((err_u * rad[:, 0]).max())
     analytic = per[-1] * (1 + 1e-12) + 1e-14 * float(np.prod(w_norms)) * radius
     return ApproximationError(analytic, emp, tuple(per), tuple(d_norms), radius, n_samples, seed)
 
 
 def _dense_forward(layers, x: torch.Tensor) -> torch.Tensor:
     """The masked ticket's forward in float64 from its effective weights (ReLU after every layer but the
-    last)."""
+    last); each weight goes to float64 in row blocks (never a float64 copy of a whole random layer)."""
     h = x
     for i, ly in enumerate(layers):
-        h = h @ ly.weight_matrix().detach().to(torch.float64).T
+        w = ly.weight_matrix().detach()
+        step = max(1, (1 << 22) // max(w.shape[1], 1))
+        h = torch.cat([h @ w[r : r + step].to(torch.float64).T for r in range(0, w.shape[0], step)], dim=1)
         if i < len(layers) - 1:
             h = h.clamp(min=0)
     return h
