@@ -44,10 +44,19 @@ class RowKeep:
         """``E[kept_r]`` per row for sample sizes ``m`` (``(R,)`` int); ``sum_j 1 - (1 - q_j)^m`` is
         evaluated as ``n - sum_j exp(m log(1 - q_j))`` (entries with ``q_j = 0`` add ``1 - 1 = 0``)."""
         m = torch.as_tensor(m, dtype=torch.int64).reshape(-1)
-        mf = m.clamp(max=2**40).float()[:, None]
-        buf = torch.mul(self.log1mq, mf)
-        e = self._n - buf.exp_().sum(1).double()  # float32 row sums (pairwise; error ~1e-6 of a row)
-        return torch.where(m >= self.nnz, self.nnz.double(), e)
+        # closed forms: m >= nnz keeps the row dense, m <= 1 keeps min(m, nnz) entries
+        out = torch.minimum(m, self.nnz).double()
+        rows = (m > 1) & (m < self.nnz)
+        k = int(rows.sum())
+        if k == 0:
+            return out
+        if k == m.numel():
+            buf = torch.mul(self.log1mq, m.float()[:, None])
+            return self._n - buf.exp_().sum(1).double()  # float32 row sums (pairwise; error ~1e-6 of a row)
+        idx = torch.nonzero(rows).squeeze(1)
+        buf = self.log1mq.index_select(0, idx).mul_(m[idx].float()[:, None])
+        out[idx] = self._n - buf.exp_().sum(1).double()
+        return out
 
     def expected_total(self, m: torch.Tensor) -> float:
         return float(self.expected(m).sum())

@@ -312,11 +312,12 @@ def _pair_modules(pair: _Pair, sel: np.ndarray, last: bool) -> tuple[list[nn.Mod
     h, d_in = pair.u.shape
     d_out = pair.v.shape[0]
     dtype = pair.u.dtype
-    lin_u = torch.nn.utils.skip_init(nn.Linear, d_in, h, bias=False, dtype=dtype)
-    lin_v = torch.nn.utils.skip_init(nn.Linear, h, d_out, bias=False, dtype=dtype)
-    with torch.no_grad():
-        lin_u.weight.data = pair.u  # no copy: the drawn tensor becomes the parameter
-        lin_v.weight.data = pair.v
+    # built on the meta device (no allocation, no init; skip_init's to_empty also imports sympy, ~1 s), then
+    # the drawn tensors become the parameters without a copy
+    lin_u = nn.Linear(d_in, h, bias=False, device="meta", dtype=dtype)
+    lin_v = nn.Linear(h, d_out, bias=False, device="meta", dtype=dtype)
+    lin_u.weight = nn.Parameter(pair.u)
+    lin_v.weight = nn.Parameter(pair.v)
     mask_u = torch.zeros(h, d_in, dtype=dtype)
     mask_u[torch.arange(h), pair.blk] = 1.0
     mask_v = torch.from_numpy(sel.reshape(d_out, h)).to(dtype)
