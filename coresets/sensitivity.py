@@ -2,7 +2,10 @@
 
 All functions are vectorised over weights and neurons; the only Python loops run over cache-sized blocks of
 rows and chunks of data points, so time grows linearly with the parameter count and memory stays at two
-weight-sized buffers.
+weight-sized buffers. The edge sensitivities need ``max_x inv_i(x) a_j(x)`` for every weight, a max-times
+matrix product; it is computed exactly by a threshold algorithm over the ``K = 16`` points of largest
+``inv_i`` and of largest ``a_j`` with a proof of optimality per entry (:func:`_max_prod`; ``O(K)`` instead of
+``O(|S|)`` work per weight, bit-identical to the brute force, which remains the fallback).
 
 * :func:`edge_sensitivity` -- CoreNet's empirical sensitivity (Baykal et al., ICLR 2019, Algorithm 2
   "SPARSIFY", line 2): for neuron ``i``, the positive-weight edges ``W+_i = {j : w_ij > 0}`` and the
