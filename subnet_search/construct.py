@@ -490,8 +490,14 @@ def ticket_error(target: nn.Module | Network, ticket: Ticket | nn.Module, radius
     (-U_i)^+``, exact when each hidden neuron of ``U_i`` sees one input; built in ``O(d_i h_i)`` by
     :func:`~prunebound.subnet_search.certify.collapsed_pair`), which costs as much as the target.
     The collapsed forward is first checked against the dense masked forward of the ticket on the first
-    ``n_dense`` sample points (relative ``1e-9``); a mismatch raises. Equal to ``approximation_error``
+    ``n_dense`` sample directions (relative ``1e-9``); a mismatch raises. Equal to ``approximation_error``
     (to rounding) on tickets small enough for both.
+
+    Cost: the points are drawn chunk by chunk (:func:`~prunebound.subnet_search.certify.sample_ball_parts`,
+    the same numbers as ``sample_ball``), and since target and ticket are positively homogeneous (bias-free
+    ReLU), the error at ``r u`` is ``r`` times the error at the unit direction ``u``; the first layer of
+    target and ticket is one product (``g_1 = A x + B |x|``, ``A = (P_1 - N_1) / 2``, ``B = (P_1 + N_1) /
+    2``). Spectral norms: :func:`~prunebound.subnet_search.certify.spectral_norm_bound`.
     """
     module = getattr(ticket, "module", ticket)
     if radius is None:
