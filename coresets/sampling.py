@@ -159,13 +159,29 @@ def sparsify_rows(w: torch.Tensor, s: torch.Tensor, m: torch.Tensor, seed: int |
     nnz = (s > 0).sum(1)
     saturated = (m >= nnz) if dense_when_saturated else torch.zeros_like(m, dtype=torch.bool)
     m_eff = torch.where(saturated, torch.zeros_like(m), m)
-    counts = importance_sample(s, m_eff, make_generator(seed))
-    tot = s.sum(1, keepdim=True)
-    q = torch.where(tot > 0, s / tot.clamp_min(1e-300), torch.zeros_like(s))
-    scale = torch.where(counts > 0, counts / (m_eff[:, None].clamp_min(1).double() * q.clamp_min(1e-300)),
-                        torch.zeros_like(counts))
+    # the same draws as importance_sample(s, m_eff, seed) (one multinomial call on the same probabilities),
+    # but the reweighting touches only the sampled entries instead of dense (R, n) float64 matrices
+    tot = s.sum(1)
+    w_new = torch.zeros_like(w.detach())
+    mask = torch.zeros_like(w_new)
+    live = (tot > 0) & (m_eff > 0)
+    if bool(live.any()):
+        all_live = bool(live.all())
+        idx = torch.arange(s.shape[0]) if all_live else torch.nonzero(live).squeeze(1)
+        M = int(m_eff[idx].max())
+        p = s / tot[:, None] if all_live else s[idx] / tot[idx, None]
+        draws = torch.multinomial(p, M, replacement=True, generator=make_generator(seed))
+        del p
+        n = s.shape[1]
+        keys = (torch.arange(idx.numel())[:, None] * n + draws)[torch.arange(M)[None, :] < m_eff[idx, None]]
+        keys, cnt = torch.unique(keys, sorted=True, return_counts=True)  # distinct sampled entries
+        rows, cols = idx[keys // n], keys % n
+        q = s[rows, cols] / tot[rows].clamp_min(1e-300)
+        scale = cnt.double() / (m_eff[rows].clamp_min(1).double() * q.clamp_min(1e-300))
+        w_new[rows, cols] = (w.detach()[rows, cols].double() * scale).to(w.dtype)
+        mask[rows, cols] = 1
     keep_dense = saturated[:, None] & (s > 0)
-    scale = torch.where(keep_dense, torch.ones_like(scale), scale)
-    w_new = (w.detach().double() * scale).to(w.dtype)
-    mask = ((counts > 0) | keep_dense).to(w.dtype)
+    if bool(saturated.any()):
+        w_new = torch.where(keep_dense, w.detach(), w_new)
+        mask = torch.where(keep_dense, torch.ones_like(mask), mask)
     return w_new, mask

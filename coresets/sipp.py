@@ -14,8 +14,10 @@ distribution::
 * with ``eps`` (:func:`sipp`): every row gets ``m_f = sipp_sample_size(alpha_f, eps)`` (``err_f(m_f) <= eps``);
 * with a size budget (:func:`prunebound.coresets.prune` with ``keep_ratio``): the sample budget ``B`` is
   allocated over all rows of all layers by the convex program of :mod:`~prunebound.coresets.sipp_budget`
-  (cvxpy), and ``B`` is searched so that the expected kept fraction meets ``keep_ratio``. The Guarantee then
-  reports ``eps = max_f err_f(m_f)`` (vacuous when >= 1) and each layer's maximum in ``eps_per_layer``.
+  (solved through its KKT conditions, vectorised, :func:`~prunebound.coresets.sipp_budget.kkt_allocation`;
+  the tests cross-check it against cvxpy), and ``B`` is searched so that the expected kept fraction meets
+  ``keep_ratio``. The Guarantee then reports ``eps = max_f err_f(m_f)`` (vacuous when >= 1) and each
+  layer's maximum in ``eps_per_layer``.
 * ``variant="det"`` (SiPP-Det): keep the ``m_f`` most sensitive edges of each row, no reweighting (no
   probabilistic statement; ``guaranteed=False``).
 
@@ -224,32 +226,33 @@ def sipp(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, s
                   delta_l=[plan.delta / eta] * L, m_l=m_l, s_l=s_l, guaranteed=plan.variant == "rand",
                   extra={"eta": eta, "K": plan.K, "n_points_used": int(S.shape[0]),
                          "sensitivity": "signed" if plan.signed else "abs",
-                         "allocation": "eps" if _m is None else "budget program (cvxpy)"},
+                         "allocation": "eps" if _m is None else "budget program (KKT)"},
                   original=plan.original)
 
 
 def sipp_budget_search(module, data, *, keep_ratio: float, delta: float = DEFAULT_DELTA, seed=0, iters: int = 30,
                        tol: float = 0.01, **kw) -> PruneResult:
-    """SiPP at a keep ratio: allocate a sample budget ``B`` by the convex program and search ``B`` (bisection
-    on ``log B``, expected kept fraction on the dense network's sensitivities), then one pruning pass."""
+    """SiPP at a keep ratio: allocate a sample budget ``B`` by the convex program and search ``B`` (through the
+    program's multiplier, Brent's method on its log; expected kept fraction on the dense network's
+    sensitivities), then one pruning pass (a second one with a shifted target if the realised keep ratio
+    misses by more than ``tol``)."""
+    from prunebound.coresets.keep_ratio import solve_eps
+
     plan = sipp_plan(module, data, delta=delta, seed=seed, **kw)
     alpha, nnz, wt = plan._rows_all()
-    best = None
-    target = keep_ratio
+
+    def alloc(lam: float) -> list[torch.Tensor]:
+        return plan.split(torch.ceil(kkt_allocation(alpha, nnz, wt, lam) - 1e-9).clamp_min(0).to(torch.int64))
+
+    best, target, tried = None, keep_ratio, set()
     for _ in range(2):
-        # the budget B is searched through the program's multiplier (KKT, vectorised; kept fraction is
-        # non-increasing in lam); the allocation at that B is then solved by cvxpy
-        a, b = math.log(1e-12), math.log(1e12)
-        for _ in range(max(iters, 40)):
-            mid = 0.5 * (a + b)
-            m = kkt_allocation(alpha, nnz, wt, math.exp(mid))
-            if plan._kept(plan.split(torch.ceil(m - 1e-9).to(torch.int64))) > target:
-                a = mid
-            else:
-                b = mid
-        budget = float(kkt_allocation(alpha, nnz, wt, math.exp(0.5 * (a + b))).sum())
-        ms = plan.allocate(budget)
-        out = sipp(module, data, eps=1.0, delta=delta, seed=seed, _allow_large_eps=True, _plan=plan, _m=ms)
+        # the budget B is searched through the program's multiplier lam (the KKT allocation m(lam) is the
+        # program's solution at B = sum m(lam); the kept fraction is non-increasing in lam): Brent on log lam
+        lam = solve_eps(lambda t: plan._kept(alloc(t)), target, eps_range=(1e-12, 1e12), maxiter=2 * iters)
+        if lam in tried:
+            break
+        tried.add(lam)
+        out = sipp(module, data, eps=1.0, delta=delta, seed=seed, _allow_large_eps=True, _plan=plan, _m=alloc(lam))
         if best is None or abs(out.guarantee.keep_ratio - keep_ratio) < abs(best.guarantee.keep_ratio - keep_ratio):
             best = out
         if abs(out.guarantee.keep_ratio - keep_ratio) <= tol:

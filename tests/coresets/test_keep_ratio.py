@@ -59,3 +59,20 @@ def test_expected_count_is_monotone_and_solver_brackets_the_target():
     # the kept fraction is a step function: no eps on a fine grid gets closer to the target than the solution
     grid = torch.logspace(-2, 3, 2000).tolist()
     assert abs(plan.kept_fraction(e) - 0.5) <= min(abs(plan.kept_fraction(t) - 0.5) for t in grid) + 1e-9
+
+
+def test_expected_count_closed_forms_agree_with_the_sum():
+    """Rows with m <= 1 or m >= nnz take closed forms and the others the sum over entries; every path gives
+    what the plain formula sum_j 1 - (1 - q_j)^m gives (float64 reference)."""
+    gen = torch.Generator().manual_seed(3)
+    s = torch.rand(6, 40, generator=gen) ** 2
+    s[2, 5:] = 0  # nnz = 5
+    s[4] = 0  # no mass
+    rk = RowKeep(s)
+    q = (s.double() / s.double().sum(1, keepdim=True).clamp_min(1e-300))
+    for m in ([0, 1, 7, 3, 2, 1000], [9, 12, 30, 2, 5, 17], [1, 1, 1, 1, 1, 1], [50, 50, 50, 50, 50, 50]):
+        mt = torch.tensor(m)
+        ref = (1 - (1 - q) ** mt.double()[:, None]).sum(1)
+        nnz = (s > 0).sum(1)
+        ref = torch.where(mt >= nnz, nnz.double(), ref)
+        torch.testing.assert_close(rk.expected(mt), ref, rtol=1e-5, atol=1e-4)

@@ -107,3 +107,52 @@ def test_data_independent_neuron_sensitivity_brute_force():
         ref = torch.maximum(ref, v / v.sum())
     torch.testing.assert_close(s, ref)
     assert float(s.sum()) >= 1.0 - 1e-12  # total sensitivity is at least 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_threshold_max_product_equals_brute_force_bit_for_bit(dtype):
+    """The candidate-list maximum (with its per-entry fallback and its brute-force fallback) is exactly the
+    brute-force maximum of the rounded products, on data where the candidates settle almost everything
+    (signed-split Gaussian), where a planted point wins only by its product (fallback entries), and on flat
+    data."""
+    import prunebound.coresets.sensitivity as sens
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(120, 70, generator=g, dtype=dtype)
+    cases = [torch.cat([a.clamp_min(0), (-a).clamp_min(0)])]
+    b = torch.rand(200, 60, generator=g, dtype=dtype) * 0.5
+    b[7] = 0.45  # a point that is nowhere in any column's top list nor any row's, but wins its products
+    cases.append(b)
+    cases.append(torch.ones(150, 30, dtype=dtype))
+    for x in cases:
+        w = torch.rand(40, x.shape[1], generator=g, dtype=dtype)
+        d = x @ w.T
+        inv = torch.where(d > 0, 1 / d, torch.zeros_like(d))
+        if x is b:
+            inv[7] = inv.amax(0) * 0.9  # mediocre point 7 by inv too, yet ...
+            inv[: sens._TOP + 1] = inv.amax(0) * 0.95  # the top inv points have small a
+            x[: sens._TOP + 1] = 0.01
+        fast, ref = sens._max_prod(inv, x), sens._max_prod_dense(inv, x)
+        assert torch.equal(fast, ref)
+
+
+def test_threshold_max_product_uses_the_fallback_path(monkeypatch):
+    """A planted entry whose maximum is at a point outside both candidate lists goes through the per-entry
+    fallback (the brute force is disabled here) and comes out exact."""
+    import prunebound.coresets.sensitivity as sens
+
+    K = sens._TOP
+    S, n, out = 100, 20, 10
+    a = torch.full((S, n), 0.5, dtype=torch.float64)
+    inv = torch.full((S, out), 0.5, dtype=torch.float64)
+    a[:K] = 1.0  # every column's top list: points 0..K-1
+    inv[K : 2 * K] = 1.0  # every row's top list: points K..2K-1
+    a[50, 3], inv[50, 4] = 0.99, 0.99  # outside both lists, the maximum of entry (4, 3): 0.9801 > 0.5
+    ref = sens._max_prod_dense(inv, a)
+
+    def no_brute_force(*_):
+        raise AssertionError("brute force used")
+
+    monkeypatch.setattr(sens, "_max_prod_dense", no_brute_force)
+    fast = sens._max_prod(inv, a)
+    assert torch.equal(fast, ref) and float(fast[4, 3]) == 0.99 * 0.99 and float(fast[0, 0]) == 0.5

@@ -102,3 +102,44 @@ def test_signed_pair_error_bounds_the_output_error():
     assert float(torch.linalg.matrix_norm(d, ord=2)) <= float(torch.linalg.matrix_norm(d.abs(), ord=2)) + 1e-12
     # not vacuous: [relu(x); relu(-x)] has complementary supports, so equality need not hold, but it comes close
     assert float((err / bound).max()) > 0.5
+
+
+def test_spectral_norm_bound_is_an_upper_bound_and_tight():
+    """The Gram-matrix bound is >= the float64 SVD's largest singular value (whose own error is ~1e-16
+    relative) and within 1e-9 of it, on wide, tall, low-rank and zero matrices."""
+    from prunebound.subnet_search.certify import spectral_norm_bound
+
+    g = torch.Generator().manual_seed(3)
+    cases = [torch.randn(30, 200, generator=g, dtype=torch.float64),
+             torch.randn(300, 17, generator=g, dtype=torch.float64) * 1e-3,
+             torch.randn(40, 1, generator=g, dtype=torch.float64)
+             @ torch.randn(1, 90, generator=g, dtype=torch.float64),
+             torch.zeros(5, 7, dtype=torch.float64),
+             torch.randn(50, 60, generator=g).to(torch.float64)]
+    for d in cases:
+        ref = float(torch.linalg.svdvals(d)[0]) if d.abs().max() > 0 else 0.0
+        b = spectral_norm_bound(d)
+        assert b >= ref * (1 + 1e-14) or (ref == 0.0 and b == 0.0)
+        assert b <= ref * (1 + 1e-9) + 1e-300
+    # a pure rescaling: the bound scales with the matrix (homogeneous up to the rounding slack)
+    d = cases[0]
+    assert spectral_norm_bound(4.0 * d) == pytest.approx(4.0 * spectral_norm_bound(d), rel=1e-12)
+
+
+@pytest.mark.parametrize("n,d,chunk", [(1000, 784, 64), (37, 5, 16), (300, 10, 48), (3, 3, 16), (9, 17, 16),
+                                       (33, 1, 16)])
+def test_sample_ball_in_chunks_is_the_one_stream(n, d, chunk):
+    """The chunked directions times the radii are exactly the points of the one-shot draw (the reference is
+    written out here as it was before the chunking)."""
+    from prunebound.subnet_search.certify import sample_ball_parts
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-300)
+    rad = torch.full((n, 1), 2.0, dtype=torch.float64)
+    rad[n // 2:] *= torch.rand(n - n // 2, 1, generator=g, dtype=torch.float64) ** (1.0 / d)
+    parts: list[torch.Tensor] = []
+    r = sample_ball_parts(n, d, 2.0, 4, lambda s, u: parts.append(u), chunk=chunk)
+    assert len(parts) >= min(2, n * d // 16 // max(chunk, 1)) or n <= chunk
+    assert torch.equal(torch.cat(parts) * r, x * rad)
+    assert torch.equal(sample_ball(n, d, 2.0, 4), x * rad)

@@ -287,3 +287,17 @@ def test_ticket_error_detects_a_broken_ticket(small_bounded):
         layer.module.weight_mask[0, :] = 1.0
     with pytest.raises(UnsupportedLayerError):
         ticket_error(t, bad, radius=1.0, n_samples=1000)
+
+
+def test_ticket_error_float32_screen_equals_the_float64_sweep(small_bounded, monkeypatch):
+    """The float32 screen + float64 re-evaluation finds the same empirical maximum as the full float64 sweep
+    (to rounding), and when the screen keeps too many points it falls back to that sweep."""
+    import prunebound.subnet_search.construct as construct
+
+    t, tb, _ = small_bounded
+    full = ticket_error(t, tb, n_samples=30_000, seed=2, screen=False)
+    fast = ticket_error(t, tb, n_samples=30_000, seed=2)
+    assert fast.empirical == pytest.approx(full.empirical, rel=1e-12)
+    assert fast.analytic == full.analytic
+    monkeypatch.setattr(construct, "_SCREEN_CAP", 0)
+    assert ticket_error(t, tb, n_samples=30_000, seed=2).empirical == full.empirical
