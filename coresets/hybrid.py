@@ -41,6 +41,14 @@ reweighting; ``k`` = the expected number of distinct channels PFP's ``m(eps)`` d
 variant of the authors' own experiments (torchprune ``PFPNet``, compared there with the structured
 baselines of Li et al. 2017 -- L1 filter norm --, SoftNet and ThiNet). It has **no** sampling guarantee
 (``guaranteed=False``): the statement would need every dropped channel's sensitivity to be negligible.
+
+Everything except the split is the plain method's own pass (:mod:`~prunebound.coresets.corenet`,
+:mod:`~prunebound.coresets.sipp`, :mod:`~prunebound.coresets.pfp`): ungrouped Conv1d/Conv2d layers are linear
+maps on input patches (:mod:`~prunebound.coresets.patches`; a neuron is an output channel at one position),
+signed inputs are split ``a = a+ - a-``, layers are processed from the input forward on the partially
+sparsified network, PFP samples the consumers of :func:`~prunebound.coresets.pfp.channel_pairs` (filters are
+removed only where the consumer is their sole reader: on a ResNet the first conv of each block), and the
+result is a copy of the user's module with BatchNorm kept (:mod:`~prunebound.coresets.restore`).
 """
 
 from __future__ import annotations
@@ -53,19 +61,15 @@ import torch
 from torch import nn
 
 from prunebound.coresets.corenet import CoreNetPlan, _split_rows, corenet_plan
-from prunebound.coresets.pfp import PFPPlan, _conv_args, pfp_plan
+from prunebound.coresets.patches import layer_input, layer_points
+from prunebound.coresets.pfp import PFPPlan, _sensitivity, channel_step, pfp_plan
 from prunebound.coresets.prune import finish, set_layer
-from prunebound.coresets.sampling import (
-    bernstein_sample_size,
-    corenet_sample_size,
-    importance_sample,
-    sparsify_rows,
-)
-from prunebound.coresets.sensitivity import channel_sensitivity, edge_sensitivity
-from prunebound.coresets.sipp import SiPPPlan, _rows, sipp_plan
-from prunebound.coresets.sipp_budget import sipp_alpha, sipp_sample_size
+from prunebound.coresets.sampling import bernstein_sample_size, corenet_sample_size, sparsify_rows
+from prunebound.coresets.sensitivity import edge_sensitivity
+from prunebound.coresets.sipp import SiPPPlan, _rows, _weight_rows, sipp_plan
+from prunebound.coresets.sipp_budget import sipp_alpha, sipp_error, sipp_sample_size
 from prunebound.defaults import DEFAULT_DELTA
-from prunebound.errors import check_positive, check_probability
+from prunebound.errors import InvalidParameterError, check_positive, check_probability
 from prunebound.network import Network, clone
 from prunebound.pruning.report import PruneResult
 
@@ -140,9 +144,7 @@ class HybridPlan:
             return kept / p.before
         if self.kind == "sipp":
             return sum(expected_kept(s, _sipp_m(p, eps)) for s in p.sens) / p.before
-        if self.kind == "pfp_det":
-            return _pfp_kept(p, eps, det=True)
-        return _pfp_kept(p, eps)
+        return _pfp_kept(p, eps, det=self.kind == "pfp_det")
 
 
 def hybrid_plan(kind: str) -> Callable[..., HybridPlan]:
@@ -152,6 +154,10 @@ def hybrid_plan(kind: str) -> Callable[..., HybridPlan]:
         if kind == "corenet":
             return HybridPlan(kind, corenet_plan(module, data, delta=delta, seed=seed, **kw))
         if kind == "sipp":
+            for key, want in (("sensitivity", "signed"), ("variant", "rand")):
+                if kw.get(key, want) != want:
+                    raise InvalidParameterError(f"sipp_hybrid is SiPP-Rand with signed sensitivities; got "
+                                                f"{key}={kw[key]!r}")
             return HybridPlan(kind, sipp_plan(module, data, delta=delta, seed=seed, **kw))
         return HybridPlan(kind, pfp_plan(module, data, delta=delta, seed=seed, **kw))  # "pfp", "pfp_det"
 
@@ -182,11 +188,13 @@ def corenet_hybrid(module: nn.Module, data, *, eps: float, delta: float = DEFAUL
                                             use_kappa=use_kappa, propagate=propagate)).base
     net = Network.from_module(clone(plan.net.module))
     g = _generator(plan.gen_state)
+    c, S, L = plan.constants, plan.S, len(net.layers)
     eps_l = plan.layer_eps(eps)
     m_l, s_l, n_det = [], [], 0
     for i, ly in enumerate(net.layers):
         w = ly.weight_matrix().detach()
-        s = plan.sens[i] if i == 0 else edge_sensitivity(w, net.trace(plan.S).inputs[i])
+        # layer 0: the plan's sensitivities (nothing sparsified yet); later layers on the sparsified network
+        s = plan.sens[i] if i == 0 else edge_sensitivity(w, layer_points(ly, layer_input(net, i, S)))
         w2 = torch.cat([w * (w > 0), w * (w < 0)])
         new2, mask2, det, m, s_rest = hybrid_sparsify_rows(w2, _split_rows(s, w), _corenet_m(plan, i, eps_l[i]), g)
         out = w.shape[0]
@@ -194,46 +202,55 @@ def corenet_hybrid(module: nn.Module, data, *, eps: float, delta: float = DEFAUL
         m_l.append(int(m.sum()))
         s_l.append(float(s_rest.sum()))
         n_det += int(det.sum())
-    L = len(net.layers)
+    eps_prime = eps / (2.0 * max(L - 1, 1))
     e2e = eps if plan.propagate else 2.0 * max(L - 1, 1) * max(e * math.prod(plan.deltas[i:])
                                                                 for i, e in enumerate(eps_l))
-    c = plan.constants
     return finish(net, plan.before, method="corenet_hybrid", eps=eps, delta=plan.delta, eps_l=eps_l,
                   delta_l=[plan.delta / c["eta"]] * L, m_l=m_l, s_l=s_l, eps_certified=e2e,
-                  extra={**c, "K": plan.K, "Delta_hat": plan.deltas, "eps_end_to_end": e2e,
-                         "allocation": "theorem" if plan.propagate else "uniform",
+                  extra={**c, "K": plan.K, "Delta_hat": plan.deltas, "eps_prime": eps_prime,
+                         "allocation": "theorem" if plan.propagate else "uniform", "eps_end_to_end": e2e,
+                         "dense_layers": [],
+                         "signed_input_layers": [ly.path for i, ly in enumerate(net.layers) if plan.signed_input[i]],
                          "deterministic_fraction": n_det / plan.before,
                          "total_sensitivity": "of the sampled remainder S_R",
-                         "n_points_used": int(plan.S.shape[0])})
+                         "n_points_used": int(S.shape[0])},
+                  original=plan.original)
 
 
 def sipp_hybrid(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, seed=0, n_points: int = 128,
                 _allow_large_eps: bool = False, _plan: HybridPlan | None = None) -> PruneResult:
     """SiPP-Rand (signed sensitivities, :mod:`~prunebound.coresets.sipp`) with the heavy entries of every row
     kept exactly; each row's remainder gets ``m_f = sipp_sample_size(alpha(S_R), eps)``, so
-    ``err_f <= eps`` w.p. ``>= 1 - delta / eta`` per neuron as for SiPP-Rand at ``eps``."""
+    ``err_f <= eps`` w.p. ``>= 1 - delta / eta`` per neuron as for SiPP-Rand at ``eps``. ``eps_per_layer``
+    is, as for SiPP, each layer's largest row error ``err_f(m_R)`` (0 for a row kept whole)."""
     _check_eps(eps, _allow_large_eps)
     plan = (_plan or hybrid_plan("sipp")(module, data, delta=delta, seed=seed, n_points=n_points)).base
     net = Network.from_module(clone(plan.net.module))
     g = _generator(plan.gen_state)
-    m_l, s_l, n_det = [], [], 0
+    S = plan.S
+    m_l, s_l, e_l, n_det = [], [], [], 0
     for i, ly in enumerate(net.layers):
         w = ly.weight_matrix().detach()
-        if i == 0:  # cached sensitivities while no earlier layer has changed
-            w_rows, s = torch.cat([w * (w > 0), w * (w < 0)]), plan.sens[0]
+        if i == 0:  # nothing sparsified yet: the plan's sensitivities
+            w_rows, s = _weight_rows(w, True), plan.sens[0]
         else:
-            w_rows, s = _rows(w, net.trace(plan.S).inputs[i], True)
+            w_rows, s = _rows(w, layer_points(ly, layer_input(net, i, S)), True)
         new, mask, det, m, s_rest = hybrid_sparsify_rows(w_rows, s, _sipp_m(plan, eps), g)
         out = w.shape[0]
         set_layer(net, i, new[:out] + new[out:], torch.maximum(mask[:out], mask[out:]))
+        sat = m >= (s * ~det > 0).sum(1)  # the remainder is kept whole: no error
+        err = torch.where(sat, torch.zeros(m.shape, dtype=torch.float64),
+                          sipp_error(m, sipp_alpha(s_rest, delta=plan.delta, eta=plan.eta)))
+        e_l.append(float(err.max()) if err.numel() else 0.0)
         m_l.append(int(m.sum()))
         s_l.append(float(s_rest.sum()))
         n_det += int(det.sum())
     L = len(net.layers)
-    return finish(net, plan.before, method="sipp_hybrid", eps=eps, delta=plan.delta, eps_l=[eps] * L,
+    return finish(net, plan.before, method="sipp_hybrid", eps=eps, delta=plan.delta, eps_l=e_l,
                   delta_l=[plan.delta / plan.eta] * L, m_l=m_l, s_l=s_l,
-                  extra={"eta": plan.eta, "n_points_used": int(plan.S.shape[0]), "sensitivity": "signed",
-                         "allocation": "one eps for all rows", "deterministic_fraction": n_det / plan.before})
+                  extra={"eta": plan.eta, "K": plan.K, "n_points_used": int(S.shape[0]), "sensitivity": "signed",
+                         "allocation": "one eps for all rows", "deterministic_fraction": n_det / plan.before},
+                  original=plan.original)
 
 
 def _pfp_keep_probability(s: torch.Tensor, m_of: SampleSize) -> torch.Tensor:
@@ -257,24 +274,30 @@ def _top_channels(s: torch.Tensor, m: int) -> torch.Tensor:
     return keep * (s > 0)
 
 
+def _pfp_det_k(plan: PFPPlan, k: int, eps: float) -> torch.Tensor:
+    """The top-k mask of pair ``k`` on the dense network's sensitivities (``k`` fixed before the pass)."""
+    s = plan.sens[k]
+    return _top_channels(s, int(_pfp_m(plan, eps)(s.double().sum()[None])[0]))
+
+
 def _pfp_kept(plan: PFPPlan, eps: float, det: bool = False) -> float:
+    """Expected kept fraction, as :meth:`PFPPlan.kept_fraction`: weight (j, k) of a layer is kept iff its output
+    channel j (when it is a producer) and its input channel k (when it is a consumer) are kept."""
     L = len(plan.nz)
-    if det:
-        p = [_top_channels(s, int(_pfp_m(plan, eps)(s.double().sum()[None])[0])) for s in plan.sens]
-    else:
-        p = [_pfp_keep_probability(s, _pfp_m(plan, eps)) for s in plan.sens]
-    kept = 0.0
-    for i in range(L):
-        out_p = p[i] if i < L - 1 else torch.ones(plan.nz[i].shape[0], dtype=torch.float64)
-        in_p = p[i - 1] if i > 0 else torch.ones(plan.nz[i].shape[1], dtype=torch.float64)
-        kept += float(out_p @ plan.nz[i] @ in_p)
-    return kept / plan.before
+    p_in = [torch.ones(plan.nz[i].shape[1], dtype=torch.float64) for i in range(L)]
+    p_out = [torch.ones(plan.nz[i].shape[0], dtype=torch.float64) for i in range(L)]
+    for k, (pair, s) in enumerate(zip(plan.pairs, plan.sens)):
+        p = _pfp_det_k(plan, k, eps) if det else _pfp_keep_probability(s, _pfp_m(plan, eps))
+        p_in[pair.consumer] = p
+        if pair.producer is not None:
+            p_out[pair.producer] = p
+    return sum(float(p_out[i] @ plan.nz[i] @ p_in[i]) for i in range(L)) / plan.before
 
 
 def pfp_det(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, seed=0, K: float = 3.0,
             n_points: int = 128, _allow_large_eps: bool = False, _plan: HybridPlan | None = None) -> PruneResult:
-    """Deterministic PFP (torchprune ``PFPNet``): in every producer layer keep the ``k`` most sensitive channels
-    (``k`` = expected distinct channels of PFP's ``m(eps)`` draws), no reweighting; no guarantee."""
+    """Deterministic PFP (torchprune ``PFPNet``): for every sampled consumer keep the ``k`` most sensitive input
+    channels (``k`` = expected distinct channels of PFP's ``m(eps)`` draws), no reweighting; no guarantee."""
     return pfp_top(module, data, eps=eps, delta=delta, seed=seed, K=K, n_points=n_points,
                    _allow_large_eps=_allow_large_eps, _plan=_plan, _deterministic=True)
 
@@ -283,49 +306,49 @@ def pfp_top(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA
             n_points: int = 128, _allow_large_eps: bool = False, _plan: HybridPlan | None = None,
             _deterministic: bool = False) -> PruneResult:
     """PFP (:func:`~prunebound.coresets.pfp`) with torchprune's PFPTop split: channels with ``m q_j >= 1`` are
-    kept whole (scale 1), the others sampled with ``m(S_R)`` and reweighted ``count / (m_R q_R)``."""
+    kept whole (scale 1), the others sampled with ``m(S_R)`` and reweighted ``count / (m_R q_R)``. Consumers and
+    producers are PFP's (:func:`~prunebound.coresets.pfp.channel_pairs`)."""
     _check_eps(eps, _allow_large_eps)
     plan = (_plan or hybrid_plan("pfp")(module, data, delta=delta, seed=seed, K=K, n_points=n_points)).base
     net = Network.from_module(clone(plan.net.module))
     g = _generator(plan.gen_state)
-    L = len(net.layers)
-    m_l, s_l, n_det = [0] * L, [0.0] * L, 0
+    S, L = plan.S, len(net.layers)
+    m_l, s_l, e_l, n_det = [0] * L, [0.0] * L, [0.0] * L, 0
     m_of = _pfp_m(plan, eps)
-    for i in range(L - 1):
-        prod, cons = net.layers[i], net.layers[i + 1]
-        C = prod.fan_out
-        s = plan.sens[0] if i == 0 else channel_sensitivity(cons.weight.detach(), net.trace(plan.S).inputs[i + 1],
-                                                            cons.kind, C, _conv_args(cons, prod))
-        det, rest, m = heavy_split(s[None], m_of)
-        det, rest, m = det[0], rest[0], int(m[0])
+    for k, pair in enumerate(plan.pairs):
+        cons, C = net.layers[pair.consumer], pair.n_channels
+        # pair 0: the plan's sensitivities (nothing pruned yet); later pairs on the pruned network
+        s = plan.sens[k] if k == 0 else _sensitivity(net, pair, S)
         if _deterministic:  # k from the dense network's sensitivities (as kept_fraction), top-k on the current
-            k = int(_top_channels(plan.sens[i], int(m_of(plan.sens[i].double().sum()[None])[0])).sum())
-            det = torch.zeros_like(s, dtype=torch.bool)
-            det[torch.topk(s, min(k, int((s > 0).sum()))).indices] = True
+            n_top = int(_pfp_det_k(plan, k, eps).sum())
+            det = torch.zeros(s.shape, dtype=torch.bool)
+            det[torch.topk(s, min(n_top, int((s > 0).sum()))).indices] = True
             det &= s > 0
-            rest, m = torch.zeros_like(rest), 0
-        nnz = int((rest > 0).sum())
-        if m >= nnz:
-            counts, scale = (rest > 0).double(), (rest > 0).double()
+            rest, m = torch.zeros(s.shape, dtype=torch.float64), 0
         else:
-            counts = importance_sample(rest[None], torch.tensor([m]), g)[0]
-            q = rest / rest.sum().clamp_min(1e-300)
-            scale = torch.where(counts > 0, counts / (m * q.clamp_min(1e-300)), torch.zeros_like(counts))
-        keep = ((counts > 0) | det).double()
-        scale = torch.where(det, torch.ones_like(scale), scale)
+            det, rest, m = heavy_split(s[None], m_of)
+            det, rest, m = det[0], rest[0], int(m[0])
+        keep_r, scale_r = channel_step(rest, m, g)  # PFP's step on the remainder (kept whole if m >= nnz)
+        keep = ((keep_r > 0) | det).double()
+        scale = torch.where(det, torch.ones_like(scale_r), scale_r)
         wc = cons.weight.detach()
         shape = (wc.shape[0], C, -1)
         new_c = (wc.reshape(shape).double() * scale[None, :, None]).reshape(wc.shape).to(wc.dtype)
         mask_c = keep[None, :, None].expand(wc.shape[0], C, wc.reshape(shape).shape[2]).reshape(wc.shape)
-        set_layer(net, i + 1, new_c, mask_c)
-        wp = prod.weight.detach()
-        set_layer(net, i, wp, keep.reshape((-1,) + (1,) * (wp.dim() - 1)).expand_as(wp).to(wp.dtype))
-        m_l[i], s_l[i] = m, float(rest.sum())
+        set_layer(net, pair.consumer, new_c, mask_c)
+        if pair.producer is not None:
+            wp = net.layers[pair.producer].weight.detach()
+            mask_p = keep.reshape((-1,) + (1,) * (wp.dim() - 1)).expand_as(wp).to(wp.dtype)
+            set_layer(net, pair.producer, wp, mask_p)
+        m_l[pair.consumer], s_l[pair.consumer], e_l[pair.consumer] = m, float(rest.sum()), eps
         n_det += int(det.sum())
     return finish(net, plan.before, method="pfp_det" if _deterministic else "pfp_top", eps=eps, delta=plan.delta,
-                  eps_l=[eps] * (L - 1) + [0.0], delta_l=[plan.delta / plan.eta] * L, m_l=m_l, s_l=s_l,
+                  eps_l=e_l, delta_l=[plan.delta / plan.eta] * L, m_l=m_l, s_l=s_l,
                   guaranteed=not _deterministic,
-                  extra={"eta": plan.eta, "K": plan.K, "n_points_used": int(plan.S.shape[0]),
+                  extra={"eta": plan.eta, "K": plan.K, "n_points_used": int(S.shape[0]),
                          "deterministic_channels": n_det,
                          "channels_kept": [int((ly.weight.reshape(ly.fan_out, -1) != 0).any(1).sum())
-                                           for ly in net.layers]})
+                                           for ly in net.layers],
+                         "filter_pruned": [net.layers[p.producer].path for p in plan.pairs if p.producer is not None],
+                         "input_pruned": [net.layers[p.consumer].path for p in plan.pairs]},
+                  original=plan.original)

@@ -1,6 +1,7 @@
 """Heavy hitters kept exactly + importance sampling of the rest (coresets/hybrid.py): the split against its
 definition, unbiasedness, the (eps, delta) statement on fresh inputs (with a deliberately broken sampler that
-the same test catches), and the methods behind prune()."""
+the same test catches), and the methods behind prune(); on a residual conv net with BatchNorm (ResNet-20) they run
+the plain methods' plumbing (patches, PFP's graph pairs, the user's module returned with BatchNorm kept)."""
 
 import os
 import warnings
@@ -8,6 +9,8 @@ import warnings
 import pytest
 import torch
 from scipy import stats
+from scipy.stats import binomtest
+from torch import nn
 
 from prunebound.coresets import prune
 from prunebound.coresets.hybrid import expected_kept, heavy_split, hybrid_sparsify_rows
@@ -197,3 +200,158 @@ def test_pfp_variants_remove_conv_filters_consistently(method):
         alive = (prod.weight.reshape(prod.fan_out, -1) != 0).any(1)
         assert not bool((cons.weight.reshape(cons.fan_out, prod.fan_out, -1)[:, ~alive] != 0).any())
     assert res.guarantee.keep_ratio < 1.0
+
+
+# ------------------------------------------------------- ResNet-20 (as tests/coresets/test_conv_coresets.py)
+WIDTH, DELTA = 4, 0.05  # ResNet-20 with 4/8/16 filters per stage: the paper's graph, 16x fewer weights
+CLAIM_LOW = 0.01  # a deliberately wrong claim: eps_l / 100 (the certified eps_l is loose at this size)
+KEEP = {"corenet_hybrid": 0.5, "sipp_hybrid": 0.5, "pfp_top": 0.55, "pfp_det": 0.55}
+
+
+def _bn_stats(m: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics (as after training), so that folding and un-folding are exercised."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in m.modules():
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                n = bn.num_features
+                bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                bn.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
+                bn.weight.copy_(0.5 + torch.rand(n, generator=g))
+                bn.bias.copy_(0.2 * torch.rand(n, generator=g) - 0.1)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def task():
+    from prunebound.data import ConvTeacherTask
+
+    return ConvTeacherTask(seed=0)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    from prunebound.zoo_models import resnet20
+
+    return _bn_stats(resnet20(width=WIDTH, seed=0))
+
+
+@pytest.fixture(scope="module")
+def resnet_results(task, resnet):
+    """Each hybrid once on ResNet-20 (128 training inputs; sensitivities on 8 of them x 64-1024 positions)."""
+    x = task.sample(128, seed=1).x
+    return {k: prune(resnet, x, method=k, keep_ratio=kr, delta=DELTA, seed=0, n_points=8) for k, kr in KEEP.items()}
+
+
+@pytest.mark.parametrize("method", list(KEEP))
+def test_resnet20_result_is_the_users_module_with_batchnorm_computing_the_masked_network(
+        resnet_results, resnet, task, method):
+    import torch.nn.utils.prune as tprune
+
+    from prunebound.network import fold_batchnorm, is_pruned
+
+    res = resnet_results[method]
+    out = res.module
+    assert abs(res.guarantee.keep_ratio - KEEP[method]) <= 0.05 and res.sparsity > 0.3
+    assert type(out) is type(resnet) and out is not resnet
+    assert [type(m) for m in out.modules()] == [type(m) for m in resnet.modules()]  # BatchNorm kept
+    for (name, mod), ref in zip(out.named_modules(), resnet.modules()):
+        if isinstance(mod, nn.BatchNorm2d):
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                assert torch.equal(getattr(mod, key), getattr(ref, key)), (name, key)
+    layers = Network.from_module(resnet).layers
+    for ly in layers:  # every conv / the head carries a mask and computes with weight_orig * weight_mask
+        mod = out.get_submodule(ly.path)
+        assert is_pruned(mod)
+        torch.testing.assert_close(mod.weight, mod.weight_orig * mod.weight_mask)
+    # the same hybrid on the model folded beforehand (same sensitivities, same seed) gives the same function
+    twin = prune(fold_batchnorm(resnet), task.sample(128, seed=1).x, method=method, keep_ratio=KEEP[method],
+                 delta=DELTA, seed=0, n_points=8)
+    xt = task.sample(32, seed=3).x
+    with torch.no_grad():
+        torch.testing.assert_close(out(xt), twin.module(xt), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(out(xt), resnet(xt), rtol=1e-3, atol=1e-3)  # it was pruned
+    assert res.sparsity == pytest.approx(twin.sparsity)
+    # the masks are what the masked computation uses: removing them leaves a plain state dict of the user's class
+    from prunebound.zoo_models import resnet20
+
+    for ly in layers:
+        tprune.remove(out_l := out.get_submodule(ly.path), "weight")
+        assert not is_pruned(out_l)
+    fresh = resnet20(width=WIDTH, seed=1)
+    fresh.load_state_dict(out.state_dict(), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(xt), twin.module(xt), rtol=1e-4, atol=1e-4)
+
+
+def _block_first(path: str) -> bool:
+    return path.endswith(".conv1") and path != "conv1"
+
+
+@pytest.mark.parametrize("method", ["pfp_top", "pfp_det"])
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_resnet20_pfp_variants_remove_filters_only_in_block_first_convs(task, method, shortcut):
+    """As plain PFP: filters only where the consumer (the block's conv2) is their sole reader; residual-stream
+    producers (block conv2, projection shortcuts, the stem) keep every filter, their readers lose input slices.
+    The old consecutive-layer pairing raised a RuntimeError here."""
+    from prunebound.zoo_models import resnet20
+
+    m = _bn_stats(resnet20(width=WIDTH, shortcut=shortcut, seed=0))
+    x = task.sample(64, seed=1).x
+    res = prune(m, x, method=method, eps=0.9, delta=0.5, seed=0, K=0.01, n_points=8)
+    plain = prune(m, x, method="pfp", eps=0.9, delta=0.5, seed=0, K=0.01, n_points=8)
+    net = Network.from_module(res.module)
+    want = sorted(ly.path for ly in net.layers if _block_first(ly.path))
+    assert sorted(res.guarantee.extra["filter_pruned"]) == want
+    for key in ("filter_pruned", "input_pruned"):  # the same pairs as plain PFP
+        assert res.guarantee.extra[key] == plain.guarantee.extra[key]
+    removed_any = False
+    for ly in net.layers:
+        dead = ~(ly.weight.reshape(ly.fan_out, -1) != 0).any(1)
+        if not _block_first(ly.path):
+            assert not bool(dead.any()), ly.path
+            continue
+        removed_any |= bool(dead.any())
+        reader = net.layers[ly.index + 1]
+        assert reader.path == ly.path[: -len("conv1")] + "conv2"
+        assert not bool((reader.weight[:, dead] != 0).any())  # the block's conv2 ignores the removed channels
+    assert removed_any and res.guarantee.keep_ratio < 1.0
+    with torch.no_grad():
+        assert torch.isfinite(res.module(task.sample(4, seed=3).x)).all()
+
+
+def _resnet_violations(res, dense: nn.Module, x: torch.Tensor, *, claim: float = 1.0) -> tuple[int, int, int]:
+    """``(violations, cases, sparsified layers)`` of ``|z~ - z| <= claim * eps_l * sum_j |w_ij a_j|`` over every
+    held-out (input, output channel, position) case of every sparsified layer (edge-level methods: each layer's
+    input is the one it had when sampled, i.e. the pruned network's)."""
+    from prunebound.coresets.patches import layer_input, layer_points
+
+    pruned, ref = Network.from_module(res.module), Network.from_module(dense)
+    eps_l = res.guarantee.eps_per_layer
+    v = n = sparsified = 0
+    for i, (lp, ld) in enumerate(zip(pruned.layers, ref.layers)):
+        w_new, w = lp.weight_matrix().double(), ld.weight_matrix().double()
+        if eps_l[i] <= 0 or not bool((w_new == 0).sum() > (w == 0).sum()):
+            continue  # a layer kept whole is exact (up to the rounding of folding BatchNorm back and forth)
+        sparsified += 1
+        a = layer_points(lp, layer_input(pruned, i, x)).double()
+        err = (a @ (w_new - w).T).abs()
+        scale = a.abs() @ w.abs().T
+        ok = scale > 0
+        v += int(((err > (claim * eps_l[i] + 1e-4) * scale) & ok).sum())
+        n += int(ok.sum())
+    return v, n, sparsified
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("claim, holds", [(1.0, True), (CLAIM_LOW, False)])
+def test_resnet20_sipp_hybrid_per_layer_guarantee_on_held_out_inputs(resnet_results, resnet, task, claim, holds):
+    """SiPP-hybrid's per-neuron statement ``|z~ - z| <= eps_l sum_j |w_ij a_j|`` (``eps_l`` = the layer's largest
+    row error ``err_f(m_R)``) fails on at most a ``delta`` fraction of held-out (input, channel, position) cases
+    (one-sided binomial test); the same test rejects a claim ``CLAIM_LOW * eps_l`` (it has power)."""
+    res = resnet_results["sipp_hybrid"]
+    assert res.guarantee.extra["deterministic_fraction"] > 0  # heavy hitters present: not plain SiPP
+    v, n, sparsified = _resnet_violations(res, resnet, task.sample(16, seed=2).x, claim=claim)
+    assert sparsified >= 5, f"only {sparsified} layers sparsified; the test would be trivial"
+    p = binomtest(v, n, DELTA, alternative="greater").pvalue
+    assert (p > 0.01) if holds else (p < 0.01), (claim, v, n)
