@@ -9,8 +9,9 @@ prune stages 2-3 harder (at 49 % of the filters: FLOPs 1.54x, latency 1.13x). Th
 compacted; the benchmark checks that the compacted outputs equal the masked ones (<= 1e-5) and reports, from
 one run (``ratio = alternative / ours``):
 
-* CPU latency (one thread, batch of 32 CIFAR-sized inputs): dense vs compacted, masked vs compacted (group
-  ``compact_latency``: pytest-benchmark timings of the three forwards);
+* CPU latency (one thread, batch of 32 CIFAR-sized inputs): dense vs compacted, masked vs compacted (groups
+  ``compact_latency_*_nchw`` and ``*_channels_last``: pytest-benchmark timings of the three forwards, in
+  PyTorch's default layout and in channels_last, each model and input converted the same way);
 * FLOPs (``torch.utils.flop_counter``) and parameters: dense vs compacted.
 
 The residual adds unite the channels of the residual stream (stem + every block's second conv): PFP prunes only
@@ -22,6 +23,8 @@ Run: .venv/bin/python -m pytest benchmarks/bench_compact.py --benchmark-only -o 
 """
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -35,6 +38,8 @@ torch.set_num_threads(1)
 #: filter keep fractions: the issue's 50 %, and a smaller one to show where the FLOPs target is reached
 FILTER_KEEPS = (0.5, 0.35)
 BATCH = 32
+#: memory layouts timed: PyTorch's default NCHW and channels_last (NHWC)
+LAYOUTS = ("nchw", "channels_last")
 
 
 def _flops(m: torch.nn.Module, x: torch.Tensor) -> int:
@@ -95,34 +100,49 @@ def _forward(m, x):
         return m(x)
 
 
-def _group(benchmark, models) -> None:
-    benchmark.group = f"compact_latency_filters{models['info']['target']:g}"
+def _group(benchmark, models, layout) -> None:
+    benchmark.group = f"compact_latency_filters{models['info']['target']:g}_{layout}"
 
 
-def test_compacted_forward(benchmark, models):
+def _model(models, key, layout):
+    """The model and input in ``layout`` (``channels_last``: NHWC weights and input, oneDNN's preferred layout;
+    the same function, a different memory order)."""
+    if layout == "nchw":
+        return models[key], models["x"]
+    ck = (key, layout)
+    if ck not in models:
+        models[ck] = copy.deepcopy(models[key]).to(memory_format=torch.channels_last)
+    return models[ck], models["x"].to(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_compacted_forward(benchmark, models, layout):
     info = models["info"]
     # the compacted model computes the masked model's function: float32 up to 1e-5 relative to the logits,
     # float64 up to rounding
     assert info["max_abs_diff"] <= 1e-5 * (1 + info["max_abs_y"]) and info["max_abs_diff_float64"] <= 1e-10
     assert abs(info["filter_keep"] - info["target"]) < 0.1
-    _group(benchmark, models)
+    _group(benchmark, models, layout)
     pct = f"{100 * info['filter_keep']:.0f}% filters kept"
     benchmark.extra_info["role"] = "ours"
-    benchmark.extra_info["ratios"] = [
-        {"what": f"FLOPs (ResNet-20, PFP, {pct})", "ours": "compacted", "alternative": "dense",
-         "ratio": info["flops_dense"] / info["flops_compacted"]},
-        {"what": f"parameters (ResNet-20, PFP, {pct})", "ours": "compacted", "alternative": "dense",
-         "ratio": info["params_dense"] / info["params_compacted"]},
-    ]
-    benchmark.extra_info.update({k: v for k, v in info.items() if k != "layers"})
-    benchmark(_forward, models["compacted"], models["x"])
+    if layout == "nchw":
+        benchmark.extra_info["ratios"] = [
+            {"what": f"FLOPs (ResNet-20, PFP, {pct})", "ours": "compacted", "alternative": "dense",
+             "ratio": info["flops_dense"] / info["flops_compacted"]},
+            {"what": f"parameters (ResNet-20, PFP, {pct})", "ours": "compacted", "alternative": "dense",
+             "ratio": info["params_dense"] / info["params_compacted"]},
+        ]
+        benchmark.extra_info.update({k: v for k, v in info.items() if k != "layers"})
+    benchmark(_forward, *_model(models, "compacted", layout))
 
 
-def test_dense_forward(benchmark, models):
-    _group(benchmark, models)
-    benchmark(_forward, models["dense"], models["x"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_dense_forward(benchmark, models, layout):
+    _group(benchmark, models, layout)
+    benchmark(_forward, *_model(models, "dense", layout))
 
 
-def test_masked_forward(benchmark, models):
-    _group(benchmark, models)
-    benchmark(_forward, models["masked"], models["x"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_masked_forward(benchmark, models, layout):
+    _group(benchmark, models, layout)
+    benchmark(_forward, *_model(models, "masked", layout))
