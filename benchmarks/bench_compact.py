@@ -13,6 +13,11 @@ one run (``ratio = alternative / ours``):
   ``compact_latency_*_nchw`` and ``*_channels_last``: pytest-benchmark timings of the three forwards, in
   PyTorch's default layout and in channels_last, each model and input converted the same way);
 * FLOPs (``torch.utils.flop_counter``) and parameters: dense vs compacted.
+* reference (``test_even_width_forward``): ResNet-20 with exactly ``round(f C)`` inner channels per block, the
+  best an evenly sized removal could do at the same width; on this CPU (one thread, batch 32, oneDNN) it is
+  itself far from 2x faster than dense: the convolutions with 8 or 16 channels do not run at a speed
+  proportional to their FLOPs, and the ops on the residual stream (BatchNorm, ReLU, add: ~15 % of the dense
+  time) do not shrink.
 
 The residual adds unite the channels of the residual stream (stem + every block's second conv): PFP prunes only
 the input channels of the convolutions reading it, never its filters; what is removed is every block's inner
@@ -92,7 +97,23 @@ def models(request, setup):
           f"FLOPs {info['flops_dense']} -> {info['flops_compacted']} "
           f"({info['flops_dense'] / info['flops_compacted']:.2f}x); params {info['params_dense']} -> "
           f"{info['params_compacted']}")
-    return {"dense": dense, "masked": masked, "compacted": small.eval(), "x": xb, "info": info}
+    return {"dense": dense, "masked": masked, "compacted": small.eval(), "x": xb, "info": info,
+            "even": _even_width(dense, target)}
+
+
+def _even_width(dense: torch.nn.Module, f: float) -> torch.nn.Module:
+    """Reference for the latency ceiling: ResNet-20 whose blocks have exactly ``round(f C)`` inner channels
+    (8/16/32 at f = 0.5; untrained weights, latency only) -- what an exact, evenly sized filter removal with
+    the residual stream kept whole could give."""
+    m = copy.deepcopy(dense)
+    for blk in m.modules():
+        if isinstance(getattr(blk, "conv1", None), torch.nn.Conv2d) and hasattr(blk, "conv2"):
+            c1, c2 = blk.conv1, blk.conv2
+            c = max(1, round(f * c1.out_channels))
+            blk.conv1 = torch.nn.Conv2d(c1.in_channels, c, c1.kernel_size, c1.stride, c1.padding, bias=False)
+            blk.bn1 = torch.nn.BatchNorm2d(c)
+            blk.conv2 = torch.nn.Conv2d(c, c2.out_channels, c2.kernel_size, c2.stride, c2.padding, bias=False)
+    return m.eval()
 
 
 def _forward(m, x):
@@ -146,3 +167,11 @@ def test_dense_forward(benchmark, models, layout):
 def test_masked_forward(benchmark, models, layout):
     _group(benchmark, models, layout)
     benchmark(_forward, *_model(models, "masked", layout))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_even_width_forward(benchmark, models, layout):
+    """Not a competitor: the latency of exactly half-width blocks (see :func:`_even_width`); its ratio to the
+    compacted model (< 1) is the part of the gap to FLOPs that odd channel counts (7, 17, 33) cost."""
+    _group(benchmark, models, layout)
+    benchmark(_forward, *_model(models, "even", layout))
