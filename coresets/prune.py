@@ -177,7 +177,9 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
     ``sparsity`` is the fraction of (non-zero) weights to remove; ``keep_ratio = 1 - sparsity`` is accepted as its
     complement (both given and inconsistent: :class:`InvalidParameterError`). Methods: ``corenet``,
     ``data_independent``, ``sipp``, ``pfp`` (take ``eps`` or a size) and the baselines ``uniform``, ``magnitude``
-    (layer-wise), ``magnitude_global`` (a size only). Extra keywords go to the method. When a size is given the
+    (layer-wise), ``magnitude_global`` (a size only). Extra keywords go to the method; for ``pfp``,
+    ``filter_keep=f`` (each layer whose filters PFP removes keeps about the fraction ``f`` of them) or
+    ``eps_per_layer`` replace ``eps`` / ``sparsity`` (see :mod:`prunebound.coresets.pfp`). When a size is given the
     internal ``eps`` may exceed 1 (the theorem's statement is then weak but still true); it is recorded in the
     Guarantee. Returns a :class:`~prunebound.pruning.PruneResult` whose ``guarantee`` is the method's
     :class:`Guarantee`.
@@ -192,6 +194,14 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
             raise InvalidParameterError(f"baseline method {method!r} needs sparsity or keep_ratio (it has no eps)")
         check_probability("keep_ratio", keep_ratio, open_right=False)
         return fn(module, data, keep_ratio=keep_ratio, delta=delta, seed=seed, **kw)
+    if kw.get("filter_keep") is not None or kw.get("eps_per_layer") is not None:  # PFP's per-layer allocations
+        if method != "pfp":
+            raise InvalidParameterError(f"filter_keep / eps_per_layer are PFP allocations (method='pfp'); "
+                                        f"got method={method!r}")
+        if eps is not None or keep_ratio is not None:
+            raise InvalidParameterError("filter_keep / eps_per_layer replace eps and sparsity (keep_ratio); "
+                                        "give only one of them")
+        return fn(module, data, delta=delta, seed=seed, **kw)
     if (eps is None) == (keep_ratio is None):
         raise InvalidParameterError(
             f"give exactly one of eps or sparsity (keep_ratio = 1 - sparsity); got eps={eps!r}, "
