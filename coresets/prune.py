@@ -225,9 +225,9 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
     if abs(best.guarantee.keep_ratio - keep_ratio) > 0.05:
         warnings.warn(
             f"coresets.prune({method!r}): sparsity={1 - keep_ratio:g} (keep_ratio={keep_ratio:g}) is not reachable; "
-            f"the closest achieved keep ratio is {best.guarantee.keep_ratio:.3f} (e.g. CoreNet keeps layers on "
-            f"signed inputs dense, and sampling with replacement saturates). Check PruneResult.sparsity before "
-            f"using the result.",
+            f"the closest achieved keep ratio is {best.guarantee.keep_ratio:.3f} (sampling with replacement "
+            f"saturates: a layer cannot keep fewer entries than its distinct draws, and PFP removes whole "
+            f"channels only where their sole reader allows it). Check PruneResult.sparsity before using the result.",
             stacklevel=2,
         )
     return dataclasses.replace(best, requested=1.0 - keep_ratio)
