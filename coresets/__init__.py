@@ -7,6 +7,12 @@ methods CoreNet (Baykal et al. 2019), data-independent coresets (Mussay et al. 2
 (Liebenwein et al. 2020) and the baselines uniform / magnitude (layer-wise, global). One sampling core
 (:mod:`.sampling`), one sensitivity module (:mod:`.sensitivity`) and one keep-ratio solver
 (:mod:`.keep_ratio`: sensitivities once, ``eps`` solved on the expected kept fraction) serve all of them.
+
+CoreNet, SiPP and PFP accept ``Linear`` and ungrouped ``Conv1d``/``Conv2d`` layers, also inside residual blocks
+(a convolution is a linear map on its input patches, :mod:`.patches`). They compute on the BatchNorm-folded
+network and return a copy of the user's module -- same classes, BatchNorm kept -- with
+``torch.nn.utils.prune`` masks and the reweighted weights mapped back through the BatchNorm scales
+(:mod:`.restore`).
 """
 
 from prunebound.coresets.baselines import magnitude_global, magnitude_layerwise, uniform
@@ -14,8 +20,10 @@ from prunebound.coresets.corenet import corenet, corenet_constants, sparsify_lay
 from prunebound.coresets.data_independent import data_independent
 from prunebound.coresets.guarantee import Guarantee
 from prunebound.coresets.keep_ratio import RowKeep, solve_eps
+from prunebound.coresets.patches import layer_points
 from prunebound.coresets.pfp import pfp
 from prunebound.coresets.prune import METHODS, prune
+from prunebound.coresets.restore import to_user_module
 from prunebound.coresets.sampling import (
     bernstein_sample_size,
     corenet_sample_size,
@@ -44,5 +52,5 @@ __all__ = [
     "sparsify_rows", "make_generator",
     "edge_sensitivity", "abs_edge_sensitivity", "edge_sensitivity_naive", "channel_sensitivity",
     "neuron_sensitivity_data_independent", "signed_split", "RowKeep", "solve_eps",
-    "allocate_budget", "sipp_alpha", "sipp_error", "sipp_sample_size",
+    "allocate_budget", "sipp_alpha", "sipp_error", "sipp_sample_size", "layer_points", "to_user_module",
 ]

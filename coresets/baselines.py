@@ -54,7 +54,8 @@ def uniform(module: nn.Module, data=None, *, sparsity: float | None = None, keep
         m_l.append(int(m.sum()))
     L = len(net.layers)
     return finish(net, before, method="uniform", eps=None, delta=delta, eps_l=_empty(L), delta_l=_empty(L),
-                  m_l=m_l, s_l=_empty(L), guaranteed=False, extra={"target_keep_ratio": keep}, requested=1.0 - keep)
+                  m_l=m_l, s_l=_empty(L), guaranteed=False, extra={"target_keep_ratio": keep}, requested=1.0 - keep,
+                  original=module)
 
 
 def magnitude_layerwise(module: nn.Module, data=None, *, sparsity: float | None = None, keep_ratio: float | None = None,
@@ -73,7 +74,8 @@ def magnitude_layerwise(module: nn.Module, data=None, *, sparsity: float | None 
         set_layer(net, i, w, mask.reshape(w.shape))
     L = len(net.layers)
     return finish(net, before, method="magnitude", eps=None, delta=delta, eps_l=_empty(L), delta_l=_empty(L),
-                  m_l=[0] * L, s_l=_empty(L), guaranteed=False, extra={"target_keep_ratio": keep}, requested=1.0 - keep)
+                  m_l=[0] * L, s_l=_empty(L), guaranteed=False, extra={"target_keep_ratio": keep}, requested=1.0 - keep,
+                  original=module)
 
 
 def magnitude_global(module: nn.Module, data=None, *, sparsity: float | None = None, keep_ratio: float | None = None,
@@ -91,4 +93,5 @@ def magnitude_global(module: nn.Module, data=None, *, sparsity: float | None = N
     L = len(net.layers)
     return finish(net, before, method="magnitude_global", eps=None, delta=delta, eps_l=_empty(L),
                   delta_l=_empty(L), m_l=[0] * L, s_l=_empty(L), guaranteed=False,
-                  extra={"target_keep_ratio": keep}, requested=1.0 - keep)
+                  extra={"target_keep_ratio": keep}, requested=1.0 - keep,
+                  original=module)

@@ -58,4 +58,5 @@ def data_independent(module: nn.Module, data=None, *, eps: float, delta: float =
         m_l[i], s_l[i] = m, t
     return finish(net, before, method="data_independent", eps=eps, delta=delta,
                   eps_l=[eps] * (L - 1) + [0.0], delta_l=[d_l] * (L - 1) + [0.0], m_l=m_l, s_l=s_l,
-                  extra={"c": c, "error": "additive: eps * beta * sum_p |u_ip| ||p||"}, relative=False)
+                  extra={"c": c, "error": "additive: eps * beta * sum_p |u_ip| ||p||"}, relative=False,
+                  original=module)

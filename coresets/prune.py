@@ -107,13 +107,17 @@ def set_layer(net: Network, index: int, weight: torch.Tensor, mask: torch.Tensor
 def finish(net: Network, before: int, *, method: str, eps: float | None, delta: float,
            eps_l, delta_l, m_l, s_l, guaranteed: bool = True, extra: dict | None = None,
            relative: bool = True, eps_certified: float | None = None,
-           requested: float | None = None) -> PruneResult:
+           requested: float | None = None, original: nn.Module | None = None) -> PruneResult:
     """Make sure every layer carries a mask, count kept weights, build the :class:`Guarantee` and return the
     :class:`~prunebound.pruning.PruneResult` (achieved sparsity read from the module; ``requested`` = the
     requested sparsity when the method was driven by a size, ``None`` when driven by ``eps``).
 
     For a relative-error statement (``relative``) an end-to-end ``eps`` (``eps_certified`` when the method's
-    certified error differs from its ``eps`` parameter) ``>= 1`` is vacuous: ``guaranteed=False``."""
+    certified error differs from its ``eps`` parameter) ``>= 1`` is vacuous: ``guaranteed=False``.
+
+    ``original`` (the user's module, not modified): the returned module is a copy of it -- same classes,
+    BatchNorm kept -- with the pruned network's masks and reweighted weights mapped back through the folded
+    BatchNorm scales (:func:`prunebound.coresets.restore.to_user_module`); without it, ``net.module``."""
     for ly in net.layers:
         if not is_pruned(ly.module):
             apply_masks(net, {ly.path: torch.ones_like(ly.weight)})
@@ -127,7 +131,12 @@ def finish(net: Network, before: int, *, method: str, eps: float | None, delta: 
                   total_sensitivity=tuple(float(v) for v in s_l), keep_ratio=kept / before, kept=kept,
                   total=before, guaranteed=guaranteed and not vacuous, extra=dict(extra or {}), vacuous=vacuous)
     sp = sparsity_of(net)
-    return PruneResult(net.module, method, requested, dict(sp.per_layer), sp.total,
+    module = net.module
+    if original is not None:
+        from prunebound.coresets.restore import to_user_module
+
+        module = to_user_module(net, original)
+    return PruneResult(module, method, requested, dict(sp.per_layer), sp.total,
                        params={"eps": g.eps, "delta": g.delta}, extra=dict(g.extra), guarantee=g)
 
 

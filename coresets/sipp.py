@@ -24,10 +24,21 @@ variant, kept under its own name: ``s_ij = max_x |w_ij a_j(x)| / sum_k |w_ik a_k
 split, :func:`~prunebound.coresets.sensitivity.abs_edge_sensitivity`), ``m_i = ceil(K (6 + 2 eps) S_i log(8
 eta / delta) / eps^2)`` (Bernstein form) and one common ``eps`` searched for a keep ratio.
 
+Convolutions: a ``Conv1d``/``Conv2d`` with ``groups = 1`` is the linear map ``W.reshape(C_out, fan_in)`` on
+every input patch (:mod:`prunebound.coresets.patches`); the sensitivities' maximum runs over every (sample,
+output position) patch of S, one sampled kernel serves all positions, a neuron is an output channel at one
+position (``eta`` counts ``C_out * P`` per conv) and the statement above holds per (channel, position).
+This is how the authors' implementation (torchprune) treats conv layers for SiPP, CoreNet and PFP:
+sensitivities on unfolded patches with the maximum over positions, and the number of patches ``P`` in the
+log term of the sample size (here through ``eta``). Signed patches (a first conv on raw images) are split
+as for a first Linear layer. Residual blocks need nothing else: each layer's inputs are read from the
+(partially sparsified) network.
+
 Deviations: ``delta_f = delta / (4 eta)`` instead of torchprune's fixed 1e-16 (see
 :mod:`~prunebound.coresets.sipp_budget`); no SiPP-Hybrid; layers are processed from the input forward (later
 layers' sensitivities on the sparsified earlier ones; the budget is allocated on the dense network's
-sensitivities). MLPs only.
+sensitivities). Linear and ungrouped Conv1d/Conv2d layers; BatchNorm is folded for the computation and the
+result is returned on the user's module (:mod:`prunebound.coresets.restore`).
 """
 
 from __future__ import annotations
@@ -39,7 +50,8 @@ import torch
 from torch import nn
 
 from prunebound.coresets.keep_ratio import RowKeep
-from prunebound.coresets.prune import finish, prepare, require_linear, sensitivity_batch, set_layer
+from prunebound.coresets.patches import layer_input, layer_points, neurons_per_layer, require_patch_layers
+from prunebound.coresets.prune import finish, prepare, sensitivity_batch, set_layer
 from prunebound.coresets.sampling import bernstein_sample_size, make_generator, sparsify_rows
 from prunebound.coresets.sensitivity import abs_edge_sensitivity, edge_sensitivity
 from prunebound.coresets.sipp_budget import (
@@ -65,13 +77,20 @@ def _topk_rows(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return ((rank < m[:, None]) & (s > 0)).to(s.dtype)
 
 
+def _weight_rows(w: torch.Tensor, signed: bool) -> torch.Tensor:
+    """Row weights: sign groups stacked ``[W+; W-]`` (signed) or one row per neuron."""
+    return torch.cat([w * (w > 0), w * (w < 0)]) if signed else w
+
+
 def _rows(w: torch.Tensor, a: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(row weights, row sensitivities)``: sign groups stacked ``[W+; W-]`` (signed) or one row per neuron."""
+    """``(row weights, row sensitivities)``: sign groups stacked ``[W+; W-]`` (signed) or one row per neuron.
+    ``a`` are the layer's input points ``(n_points, fan_in)`` (patches for a conv,
+    :func:`~prunebound.coresets.patches.layer_points`)."""
     if not signed:
         return w, abs_edge_sensitivity(w, a)
     s = edge_sensitivity(w, a)
     pos, neg = w > 0, w < 0
-    return torch.cat([w * pos, w * neg]), torch.cat([s * pos, s * neg])
+    return _weight_rows(w, True), torch.cat([s * pos, s * neg])
 
 
 @dataclass
@@ -90,6 +109,7 @@ class SiPPPlan:
     sens: list  # per layer: row sensitivities on the dense network
     keep: list
     _program: BudgetProgram | None = None
+    original: nn.Module | None = None  # the user's module: the result is returned on its architecture
 
     def layer_m(self, i: int, tot: torch.Tensor, eps: float) -> torch.Tensor:
         if self.signed:
@@ -141,15 +161,15 @@ def sipp_plan(module: nn.Module, data, *, delta: float = DEFAULT_DELTA, seed: in
     net, x, before = prepare(module, data, eps=None, delta=delta)
     if x is None:
         raise DataError("SiPP is data-informed: pass data (a Dataset or input tensor)")
-    require_linear(net, "SiPP")
-    eta = sum(ly.fan_out for ly in net.layers)
+    require_patch_layers(net, "SiPP")
+    eta = sum(neurons_per_layer(net, x))  # a conv's neurons: channels x output positions
     g = make_generator(seed)
     S = sensitivity_batch(x, n_points, g)
-    tr = net.trace(S)
     signed = sensitivity == "signed"
-    sens = [_rows(ly.weight_matrix().detach(), tr.inputs[i], signed)[1] for i, ly in enumerate(net.layers)]
+    sens = [_rows(ly.weight_matrix().detach(), layer_points(ly, layer_input(net, i, S)), signed)[1]
+            for i, ly in enumerate(net.layers)]
     return SiPPPlan(net=net, S=S, gen_state=g.get_state(), before=before, eta=eta, K=K, delta=delta,
-                    variant=variant, signed=signed, sens=sens, keep=[RowKeep(s) for s in sens])
+                    variant=variant, signed=signed, sens=sens, keep=[RowKeep(s) for s in sens], original=module)
 
 
 def sipp(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, seed: int | torch.Generator | None = 0,
@@ -171,10 +191,10 @@ def sipp(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, s
     m_l, s_l, e_l = [], [], []
     for i, ly in enumerate(net.layers):
         w = ly.weight_matrix().detach()
-        if i == 0:
-            w_rows, s = _rows(w, S, plan.signed)[0], plan.sens[0]
+        if i == 0:  # nothing sparsified yet: the plan's sensitivities
+            w_rows, s = _weight_rows(w, plan.signed), plan.sens[0]
         else:
-            w_rows, s = _rows(w, net.trace(S).inputs[i], plan.signed)
+            w_rows, s = _rows(w, layer_points(ly, layer_input(net, i, S)), plan.signed)
         tot = s.double().sum(1)
         m = plan.layer_m(i, tot, eps) if _m is None else _m[i]
         if plan.variant == "rand":
@@ -204,7 +224,8 @@ def sipp(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, s
                   delta_l=[plan.delta / eta] * L, m_l=m_l, s_l=s_l, guaranteed=plan.variant == "rand",
                   extra={"eta": eta, "K": plan.K, "n_points_used": int(S.shape[0]),
                          "sensitivity": "signed" if plan.signed else "abs",
-                         "allocation": "eps" if _m is None else "budget program (cvxpy)"})
+                         "allocation": "eps" if _m is None else "budget program (cvxpy)"},
+                  original=plan.original)
 
 
 def sipp_budget_search(module, data, *, keep_ratio: float, delta: float = DEFAULT_DELTA, seed=0, iters: int = 30,

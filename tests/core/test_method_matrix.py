@@ -73,6 +73,17 @@ def test_chain_methods_work_where_the_assumption_holds(matrix):
 
 
 @pytest.mark.slow
+def test_edge_coresets_work_on_conv_residual_models_and_refuse_depthwise(matrix):
+    """CoreNet / SiPP / PFP treat a convolution as a linear map on its input patches (also inside a residual
+    block); a depthwise (grouped) convolution is not one such map and is refused naming the groups."""
+    for method in ("coresets:corenet", "coresets:sipp", "coresets:sipp_abs", "coresets:pfp", "certify:coreset"):
+        assert matrix[(method, "resblock_cnn")].status == "works", (method, matrix[(method, "resblock_cnn")].reason)
+    for method in ("coresets:corenet", "coresets:sipp", "coresets:sipp_abs", "coresets:pfp"):
+        c = matrix[(method, "depthwise_ln_gelu")]
+        assert c.status == "refuses" and "groups=4" in c.reason, c
+
+
+@pytest.mark.slow
 def test_format_matrix_is_markdown(matrix):
     text = format_matrix(list(matrix.values()))
     assert text.startswith("| method |") and "M1 = functional_mlp" in text

@@ -9,7 +9,7 @@ from torch import nn
 from prunebound.coresets.corenet import corenet, corenet_constants, delta_hat, sparsify_layer
 from prunebound.coresets.sampling import make_generator
 from prunebound.errors import DataError, InvalidParameterError, UnsupportedLayerError
-from prunebound.network import Network, conv1d_small, is_pruned, mlp
+from prunebound.network import Network, is_pruned, mlp
 from prunebound.testing import binomial_upper_pvalue
 
 FULL = bool(os.environ.get("PRUNEBOUND_FULL"))
@@ -208,8 +208,10 @@ def test_input_validation():
         bad_m[0].weight[0, 0] = float("nan")
     with pytest.raises(DataError):
         corenet(bad_m, x, eps=0.5)
-    with pytest.raises(UnsupportedLayerError, match="pfp"):
-        corenet(conv1d_small(seed=0), torch.rand(10, 40), eps=0.5)
+    depthwise = nn.Sequential(nn.Unflatten(1, (4, 10)), nn.Conv1d(4, 4, 3, groups=4), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(32, 3))
+    with pytest.raises(UnsupportedLayerError, match="groups=4"):
+        corenet(depthwise, torch.rand(10, 40), eps=0.5)
     with pytest.raises(UnsupportedLayerError):
         corenet(nn.Sequential(nn.Linear(3, 3), nn.Softplus()), torch.rand(4, 3), eps=0.5)
 

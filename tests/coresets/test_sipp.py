@@ -3,10 +3,11 @@ import copy
 import pytest
 import torch
 from scipy import stats
+from torch import nn
 
 from prunebound.coresets.sipp import sipp
 from prunebound.errors import InvalidParameterError, UnsupportedLayerError
-from prunebound.network import Network, conv1d_small, mlp
+from prunebound.network import Network, mlp
 
 
 def _setup():
@@ -58,8 +59,10 @@ def test_errors():
     m, x = _setup()
     with pytest.raises(InvalidParameterError):
         sipp(m, x, eps=0.5, variant="bogus")
-    with pytest.raises(UnsupportedLayerError):
-        sipp(conv1d_small(seed=0), torch.randn(4, 40), eps=0.5)
+    depthwise = nn.Sequential(nn.Unflatten(1, (4, 10)), nn.Conv1d(4, 4, 3, groups=4), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(32, 3))
+    with pytest.raises(UnsupportedLayerError, match="groups=4"):
+        sipp(depthwise, torch.randn(4, 40), eps=0.5)
     ref = copy.deepcopy(m.state_dict())
     sipp(m, x, eps=0.5)
     assert all(torch.equal(v, ref[k]) for k, v in m.state_dict().items())
