@@ -24,8 +24,9 @@ random choice of the method):
   ``theta_0`` and spend a larger budget); ``pfp`` and ``sipp``: ``prunebound.coresets.prune(model, train,
   method=..., keep_ratio=...)`` (PFP removes whole filters, SiPP samples individual weights).
 
-BatchNorm is folded into the convolution before it by every method (the pruned networks are the folded
-copies), so all retraining happens without BatchNorm. A method that refuses the model (a
+Every method prunes the same BatchNorm-folded copy of the dense network
+(:func:`prunebound.network.fold_batchnorm`: the same function in eval mode), so all retraining happens without
+BatchNorm, identically for every method. A method that refuses the model (a
 :class:`~prunebound.errors.PruneboundError`, e.g. SiPP where only fully-connected layers are supported) is
 recorded with its reason and left out of the figure; the table shows the refusal.
 """
@@ -165,11 +166,15 @@ def _dense_state(key: tuple) -> dict:
     return {k: v.clone() for k, v in m.state_dict().items()}
 
 
-def dense_model(t: dict):
-    """The trained dense ResNet-20 of trial ``t``'s seed (a fresh module every call)."""
+def dense_model(t: dict, *, folded: bool = False):
+    """The trained dense ResNet-20 of trial ``t``'s seed (a fresh module every call); ``folded``: with every
+    BatchNorm folded into the convolution before it (the same function in eval mode; what every method prunes)."""
+    from prunebound.network import fold_batchnorm
+
     m = _model(t)
     m.load_state_dict(_dense_state(tuple(t[k] for k in _DENSE_KEYS)))
-    return m.eval()
+    m.eval()
+    return fold_batchnorm(m).eval() if folded else m
 
 
 def protocol(t: dict) -> Protocol:
@@ -185,7 +190,7 @@ def prune_and_retrain(t: dict, keep: float, train):
     from prunebound.train import fit
 
     method, seed = t["method"], int(t["seed"])
-    model = dense_model(t)
+    model = dense_model(t, folded=True)
     R, lr, bs = int(t["retrain_epochs"]), float(t["retrain_lr"]), int(t["batch_size"])
     if method == "imp":  # the budget is spent inside the rounds
         rounds = int(t["imp_rounds"])
