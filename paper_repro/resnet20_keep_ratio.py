@@ -178,9 +178,10 @@ def dense_model(t: dict, *, folded: bool = False):
 
 
 def protocol(t: dict) -> Protocol:
+    per = int(t["retrain_epochs"]) // int(t["imp_rounds"])
     return Protocol(int(t["retrain_epochs"]), float(t["retrain_lr"]),
-                    note=f"{t['optimizer']}; IMP: {int(t['imp_rounds'])} prune/retrain rounds of "
-                         f"{int(t['retrain_epochs']) // int(t['imp_rounds'])} epochs (same total)")
+                    note=f"{t['optimizer']}; IMP: {int(t['imp_rounds'])} prune/retrain rounds of {per} "
+                         f"epoch{'s' if per != 1 else ''} (same total)")
 
 
 def prune_and_retrain(t: dict, keep: float, train):
