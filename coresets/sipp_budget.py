@@ -102,8 +102,17 @@ class BudgetProgram:
         if int(self.live.sum()) == 0:
             return out
         self.B.value = float(max(budget, float(min(1e-6, self.ub.min())) * self.ub.size))
-        self.problem.solve(solver=self.solver)
-        if self.m.value is None:
+        import cvxpy as cp
+
+        solved = False
+        for solver in (self.solver, *(s for s in SOLVERS if s != self.solver and s in cp.installed_solvers())):
+            try:  # a numerical failure of one open solver: retry with the next, else refuse below
+                self.problem.solve(solver=solver)
+                solved = True
+                break
+            except cp.error.SolverError:
+                continue
+        if not solved or self.m.value is None:
             raise InvalidParameterError(f"SiPP budget program failed ({self.problem.status}) at budget {budget}")
         out[self.live] = torch.as_tensor(self.m.value, dtype=torch.float64).clamp_min(0)
         return out

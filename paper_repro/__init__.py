@@ -35,6 +35,7 @@ EXPERIMENTS: dict[str, str] = {
     "ticket_search": "prunebound.paper_repro.ticket_search",
     "bound_comparison": "prunebound.paper_repro.bound_comparison",
     "pensia_subset_sum": "prunebound.paper_repro.pensia_subset_sum",
+    "resnet20_keep_ratio": "prunebound.paper_repro.resnet20_keep_ratio",
 }
 
 

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 import torch.nn.utils.prune as tprune
 from torch import nn
 
-__all__ = ["ReferenceModel", "reference_models", "Cell", "method_matrix", "method_names", "format_matrix"]
+__all__ = ["ReferenceModel", "reference_models", "zoo_models", "Cell", "method_matrix", "method_names",
+           "format_matrix", "format_zoo_table", "short_reason", "SLOW_METHODS"]
 
 
 class FunctionalMLP(nn.Module):
@@ -213,6 +214,37 @@ def reference_models() -> list[ReferenceModel]:
     ]
 
 
+def _zoo(name: str, **kw) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from prunebound import zoo
+
+        return zoo.build(name, seed=0, **kw)
+
+    build.__name__ = f"zoo_{name}"
+    return build
+
+
+def zoo_models() -> list[ReferenceModel]:
+    """The architectures of :mod:`prunebound.zoo` at small widths (3 classes), built with
+    :func:`prunebound.zoo.build`: the same classes and graphs as the paper-size models, only narrower."""
+    cifar = (3, 32, 32)
+    return [
+        ReferenceModel("mlp", _zoo("mlp", d_in=40, widths=[32, 32], d_out=3), (40,)),
+        ReferenceModel("lenet300_100", _zoo("lenet300_100", d_in=40, d_out=3), (40,)),
+        ReferenceModel("lenet5", _zoo("lenet5", in_channels=3, n_classes=3, input_size=32), cifar),
+        ReferenceModel("conv1d_small", _zoo("conv1d_small", length=40, n_classes=3, channels=4), (40,)),
+        ReferenceModel("resnet20", _zoo("resnet20", num_classes=3, width=2), cifar),
+        ReferenceModel("resnet20_B", _zoo("resnet20", num_classes=3, width=2, shortcut="B"), cifar),
+        ReferenceModel("resnet56", _zoo("resnet56", num_classes=3, width=2), cifar),
+        ReferenceModel("vgg11_bn", _zoo("vgg11", num_classes=3, width=2), cifar),
+        ReferenceModel("vgg16_bn", _zoo("vgg16", num_classes=3, width=2), cifar),
+        ReferenceModel("mobilenet", _zoo("mobilenet", num_classes=3, width=2), cifar),
+        ReferenceModel("densenet", _zoo("densenet", num_classes=3, width=2, layers=2), cifar),
+        ReferenceModel("resnet20_1d", _zoo("resnet20_1d", num_classes=3, width=2), (40,)),
+        ReferenceModel("densenet_1d", _zoo("densenet_1d", num_classes=3, width=2, layers=2), (40,)),
+    ]
+
+
 # ---------------------------------------------------------------------- the method × model matrix
 @dataclass(frozen=True)
 class Cell:
@@ -224,10 +256,11 @@ class Cell:
     status: str
     reason: str = ""
     error: str = ""
+    assumption: str = ""  #: short name of what the method needs (refusals only; see :func:`short_reason`)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "model": self.model, "status": self.status, "reason": self.reason,
-                "error": self.error}
+                "error": self.error, "assumption": self.assumption}
 
 
 def _kw(fn: Callable, **candidates) -> dict:
@@ -279,7 +312,73 @@ def _methods() -> dict[str, Callable]:
         out[f"coresets:{name}"] = lambda m, d, name=name: coreset_prune(m, d, method=name, keep_ratio=0.5, seed=0)
     out["quantize"] = lambda m, d: quantize_module(clone(m), bits=4, iters=5)
     out["strong_lth:pensia"] = lambda m, d: construct_ticket(m, method="pensia", eps=0.5, seed=0, max_attempts=1)
+    out["save_load"] = _save_load
     return out
+
+
+def _save_load(m: nn.Module, d) -> None:
+    """``io.save_model`` then ``io.load_model``: rebuilt from the file's own reference (zoo or ``nn.Sequential``
+    spec) where it has one, else loaded into a copy of the model; the outputs must be identical."""
+    import copy
+    import tempfile
+    from pathlib import Path
+
+    from prunebound.io import load_model, save_model
+    from prunebound.zoo_models import ZooModel
+
+    with tempfile.TemporaryDirectory(prefix="prunebound-conformance-") as tmp:
+        path = Path(tmp) / "model.pt"
+        save_model(m, path)
+        rebuilt = isinstance(m, ZooModel) or type(m) is nn.Sequential
+        back = load_model(path) if rebuilt else load_model(path, module=copy.deepcopy(m))
+    x = d.x[:8]
+    with torch.no_grad():
+        same = torch.equal(m.eval()(x), back.eval()(x))
+    if not same:  # a silently different function: what the matrix must catch (reported as "BUG")
+        raise AssertionError("save_model -> load_model changed the model's outputs")
+
+
+#: methods skipped by ``--fast`` (Zhou 2019's sigma search and subspace training take ~20 s per model)
+SLOW_METHODS = ("certify:zhou2019", "certify:subspace")
+
+#: full assumption texts (prefixes) of :mod:`prunebound.assumptions` and elsewhere -> the name the tables print
+_ASSUMPTION_NAMES = (
+    ("a fully-connected ReLU chain", "a fully-connected ReLU chain"),
+    ("a single chain of weighted layers with exactly one ReLU", "a ReLU chain"),
+    ("a single chain of weighted layers, each unit", "a chain (each unit read only by the next layer)"),
+    ("a bias-free fully-connected ReLU network", "a bias-free fully-connected ReLU net"),
+    ("non-negative layer inputs", "non-negative layer inputs"),
+    ("every trainable parameter lives in a Linear/Conv layer", "every parameter in a Linear/Conv layer"),
+)
+#: messages of other refusals (UnsupportedLayerError / InvalidParameterError) -> the name the tables print
+_MESSAGE_NAMES = (
+    ("grouped convolution", "ungrouped convolutions (groups = 1)"),
+    ("fully connected (nn.Linear) layers only", "Linear layers only"),
+    ("as an architecture spec", "an nn.Sequential spec (the model is rebuilt)"),
+    ("distinct coded weights", "a quantized model (quantize_module first)"),
+    ("distinct weight values", "a quantized model (quantize_module first)"),
+    ("needs a bias-free network", "a bias-free network"),
+    ("Network folds into a copy", "BatchNorm folded first (fold_batchnorm)"),
+    ("is not reachable", "a reachable keep ratio"),
+)
+
+
+def short_reason(exc: BaseException) -> str:
+    """A few words naming what the method assumes, for a refusal ``exc`` (the full message is in
+    :attr:`Cell.reason`): the :class:`~prunebound.errors.AssumptionError`'s ``assumption``, or a known
+    refusal message, else the message's first 60 characters."""
+    from prunebound.errors import AssumptionError
+
+    if isinstance(exc, AssumptionError):
+        for prefix, name in _ASSUMPTION_NAMES:
+            if exc.assumption.startswith(prefix):
+                return name
+        return exc.assumption.split(" (")[0][:60]
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for needle, name in _MESSAGE_NAMES:
+        if needle in msg:
+            return name
+    return msg[:60]
 
 
 def method_names() -> list[str]:
@@ -314,7 +413,8 @@ def method_matrix(models: list[ReferenceModel] | None = None, methods: list[str]
                     table[meth](m, data)
                 cells.append(Cell(meth, rm.name, "works"))
             except PruneboundError as e:
-                cells.append(Cell(meth, rm.name, "refuses", str(e).splitlines()[0], type(e).__name__))
+                cells.append(Cell(meth, rm.name, "refuses", str(e).splitlines()[0], type(e).__name__,
+                                  short_reason(e)))
             except Exception as e:  # noqa: BLE001 - a raw error is exactly what the matrix must catch
                 cells.append(Cell(meth, rm.name, "BUG", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}",
                                   type(e).__name__))
@@ -338,4 +438,24 @@ def format_matrix(cells: list[Cell], *, width: int = 3) -> str:
     for c in cells:
         if c.status != "works":
             lines.append(f"- {c.method}, {c.model}: [{c.error}] {c.reason[:220]}")
+    return "\n".join(lines)
+
+
+def format_zoo_table(cells: list[Cell]) -> str:
+    """A Markdown table, methods × models with the models' names as columns: ``works``, ``refuses: <what the
+    method assumes>`` (:func:`short_reason`) or ``BUG: <error>``."""
+    models = list(dict.fromkeys(c.model for c in cells))
+    methods = list(dict.fromkeys(c.method for c in cells))
+    by = {(c.method, c.model): c for c in cells}
+
+    def text(c: Cell) -> str:
+        if c.status == "works":
+            return "works"
+        if c.status == "refuses":
+            return f"refuses: {c.assumption}"
+        return f"BUG: {c.error}"
+
+    lines = ["| method | " + " | ".join(f"`{m}`" for m in models) + " |", "|---|" + "---|" * len(models)]
+    for meth in methods:
+        lines.append(f"| {meth} | " + " | ".join(text(by[(meth, mo)]) for mo in models) + " |")
     return "\n".join(lines)

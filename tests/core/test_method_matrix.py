@@ -7,7 +7,14 @@ chain / bias-free / non-negativity methods refuse models that break their assump
 import pytest
 import torch
 
-from prunebound.conformance import format_matrix, method_matrix, method_names, reference_models
+from prunebound.conformance import (
+    format_matrix,
+    format_zoo_table,
+    method_matrix,
+    method_names,
+    reference_models,
+    zoo_models,
+)
 from prunebound.errors import AssumptionError
 
 MODELS = {r.name: r for r in reference_models()}
@@ -111,3 +118,76 @@ def test_assumption_error_attributes():
     with pytest.raises(AssumptionError) as ei:
         Network.from_module(MODELS["dense_cat"].make()).require_chain(method="lasso_channel")
     assert ei.value.method == "lasso_channel" and "cat" in str(ei.value)
+
+
+# ------------------------------------------------------------------ the zoo architectures × every method
+ZOO_MODELS = {r.name: r for r in zoo_models()}
+#: methods whose mathematics needs only the parameters: they must work on every zoo architecture
+ZOO_PARAM_ONLY = ["certify:pac_bayes_gaussian", "pruning:random", "pruning:magnitude", "pruning:lottery",
+                  "pruning:snip", "pruning:rigl", "pruning:obd", "save_load"]
+_README_BEGIN, _README_END = "<!-- zoo-matrix:begin -->", "<!-- zoo-matrix:end -->"
+
+
+@pytest.fixture(scope="module")
+def zoo_matrix():
+    torch.set_num_threads(1)
+    return method_matrix(list(ZOO_MODELS.values()), method_names(), n=32)
+
+
+@pytest.mark.slow
+def test_zoo_cells_work_or_refuse_with_a_documented_error(zoo_matrix):
+    from prunebound import conformance, errors
+
+    named = {n for _, n in conformance._ASSUMPTION_NAMES + conformance._MESSAGE_NAMES}
+    bugs = [f"{c.method} on {c.model}: {c.reason}" for c in zoo_matrix if c.status == "BUG"]
+    assert not bugs, "\n".join(bugs)
+    for c in zoo_matrix:
+        if c.status == "refuses":
+            cls = getattr(errors, c.error)
+            assert issubclass(cls, errors.PruneboundError), c
+            assert c.assumption in named, c  # a named assumption, not an unrecognised message
+
+
+@pytest.mark.slow
+def test_zoo_parameter_only_methods_accept_every_architecture(zoo_matrix):
+    by = {(c.method, c.model): c for c in zoo_matrix}
+    refused = [f"{m} on {mo}: {by[(m, mo)].reason}" for m in ZOO_PARAM_ONLY for mo in ZOO_MODELS
+               if by[(m, mo)].status != "works"]
+    assert not refused, "\n".join(refused)
+
+
+@pytest.mark.slow
+def test_zoo_structural_refusals_name_the_assumption(zoo_matrix):
+    by = {(c.method, c.model): c for c in zoo_matrix}
+    for model in ("resnet20", "resnet56", "densenet", "mobilenet"):  # residual add / cat / depthwise
+        for method, label in (("certify:arora2018", "a ReLU chain"), ("pruning:apoz", "a chain"),
+                              ("strong_lth:pensia", "a fully-connected ReLU chain")):
+            c = by[(method, model)]
+            assert c.status == "refuses" and c.error == "AssumptionError", c
+            assert c.assumption.startswith(label) and "assumes" in c.reason
+    for model in ("vgg11_bn", "vgg16_bn", "lenet5", "mlp"):  # plain chains: the chain methods accept them
+        assert by[("certify:arora2018", model)].status == "works", by[("certify:arora2018", model)]
+
+
+@pytest.mark.slow
+def test_readme_zoo_table_is_regenerated_output(zoo_matrix):
+    """The README's zoo table is exactly what ``python examples/method_matrix.py --zoo`` prints."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert _README_BEGIN in text and _README_END in text
+    block = text[text.index(_README_BEGIN) + len(_README_BEGIN): text.index(_README_END)].strip()
+    assert block == format_zoo_table(zoo_matrix).strip()
+
+
+def test_short_reason_names_the_assumption():
+    from prunebound.assumptions import NONNEG_INPUTS, RELU_CHAIN
+    from prunebound.conformance import short_reason
+    from prunebound.errors import UnsupportedLayerError
+
+    assert short_reason(AssumptionError("m", RELU_CHAIN, "node 'add'")) == "a ReLU chain"
+    assert short_reason(AssumptionError("m", NONNEG_INPUTS, "node 'x'")) == "non-negative layer inputs"
+    assert short_reason(AssumptionError("m", "a thing (details)", "n")) == "a thing"
+    msg = "coresets: layer 'dw' is a grouped convolution (groups=4); the sensitivity sampling assumes groups=1"
+    assert short_reason(UnsupportedLayerError(msg)) == "ungrouped convolutions (groups = 1)"
+    assert short_reason(UnsupportedLayerError("something new")) == "something new"
