@@ -128,13 +128,26 @@ ZOO_PARAM_ONLY = ["certify:pac_bayes_gaussian", "pruning:random", "pruning:magni
 _README_BEGIN, _README_END = "<!-- zoo-matrix:begin -->", "<!-- zoo-matrix:end -->"
 
 
+#: methods whose refusal on residual / concatenating / depthwise nets the fast test checks
+ZOO_STRUCTURAL = ["certify:arora2018", "pruning:apoz", "strong_lth:pensia"]
+
+
 @pytest.fixture(scope="module")
 def zoo_matrix():
+    """Every method on every zoo architecture: about 20 CPU-minutes (CoreNet / SiPP on convolutions), so the
+    tests reading it are ``heavy`` (``make test-all``); the fast ones below read :func:`zoo_matrix_fast`."""
     torch.set_num_threads(1)
     return method_matrix(list(ZOO_MODELS.values()), method_names(), n=32)
 
 
-@pytest.mark.slow
+@pytest.fixture(scope="module")
+def zoo_matrix_fast():
+    """The parameter-only and the chain-structural methods on every zoo architecture (the default suite)."""
+    torch.set_num_threads(1)
+    return method_matrix(list(ZOO_MODELS.values()), ZOO_PARAM_ONLY + ZOO_STRUCTURAL, n=32)
+
+
+@pytest.mark.heavy
 def test_zoo_cells_work_or_refuse_with_a_documented_error(zoo_matrix):
     from prunebound import conformance, errors
 
@@ -149,16 +162,16 @@ def test_zoo_cells_work_or_refuse_with_a_documented_error(zoo_matrix):
 
 
 @pytest.mark.slow
-def test_zoo_parameter_only_methods_accept_every_architecture(zoo_matrix):
-    by = {(c.method, c.model): c for c in zoo_matrix}
+def test_zoo_parameter_only_methods_accept_every_architecture(zoo_matrix_fast):
+    by = {(c.method, c.model): c for c in zoo_matrix_fast}
     refused = [f"{m} on {mo}: {by[(m, mo)].reason}" for m in ZOO_PARAM_ONLY for mo in ZOO_MODELS
                if by[(m, mo)].status != "works"]
     assert not refused, "\n".join(refused)
 
 
 @pytest.mark.slow
-def test_zoo_structural_refusals_name_the_assumption(zoo_matrix):
-    by = {(c.method, c.model): c for c in zoo_matrix}
+def test_zoo_structural_refusals_name_the_assumption(zoo_matrix_fast):
+    by = {(c.method, c.model): c for c in zoo_matrix_fast}
     for model in ("resnet20", "resnet56", "densenet", "mobilenet"):  # residual add / cat / depthwise
         for method, label in (("certify:arora2018", "a ReLU chain"), ("pruning:apoz", "a chain"),
                               ("strong_lth:pensia", "a fully-connected ReLU chain")):
@@ -169,7 +182,7 @@ def test_zoo_structural_refusals_name_the_assumption(zoo_matrix):
         assert by[("certify:arora2018", model)].status == "works", by[("certify:arora2018", model)]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_readme_zoo_table_is_regenerated_output(zoo_matrix):
     """The README's zoo table is exactly what ``python examples/method_matrix.py --zoo`` prints."""
     from pathlib import Path

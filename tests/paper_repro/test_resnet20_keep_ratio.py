@@ -123,7 +123,7 @@ def test_config_validation(mod):
     assert len(mod.trials(q)) == len(q.methods) * len(q.seeds)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_science_dense_beats_chance_and_heavy_pruning_hurts(mod, tmp_path):
     """The quick preset's setting, magnitude pruning only: the dense network's error on fresh samples is below
     chance (by three binomial standard errors), and keeping 5 % of the weights is worse than keeping 50 %
