@@ -32,7 +32,7 @@ class RowKeep:
     """Expected distinct kept entries of importance-sampled rows with sensitivities ``s`` (``(R, n)``)."""
 
     def __init__(self, s: torch.Tensor):
-        s = s.detach().double()
+        s = s.detach().to(torch.float64, copy=True)  # the in-place steps below must never touch the caller's s
         self.tot = s.sum(1)
         self.nnz = (s > 0).sum(1)
         q = s.div_(self.tot[:, None].clamp_min(1e-300))  # rows without mass: q = 0

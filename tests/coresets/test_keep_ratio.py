@@ -76,3 +76,19 @@ def test_expected_count_closed_forms_agree_with_the_sum():
         nnz = (s > 0).sum(1)
         ref = torch.where(mt >= nnz, nnz.double(), ref)
         torch.testing.assert_close(rk.expected(mt), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_row_keep_leaves_the_callers_sensitivities_untouched():
+    """Regression: RowKeep normalised and log-transformed its input in place when it was already float64, which
+    corrupted a plan's cached sensitivities (the expected counts then drifted by ~1 % from the formula)."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.rand(3, 40, generator=g, dtype=torch.float64) * (torch.rand(3, 40, generator=g) > 0.2)
+    before = s.clone()
+    rk = RowKeep(s)
+    assert torch.equal(s, before)
+    q = (s / s.sum(1, keepdim=True)).numpy()
+    m = torch.tensor([5, 11, 20])
+    plain = [(1 - (1 - q[r][q[r] > 0]) ** int(m[r])).sum() for r in range(3)]
+    assert np.allclose(rk.expected(m).numpy(), plain, rtol=1e-5)
