@@ -565,11 +565,13 @@ def ticket_error(target: nn.Module | Network, ticket: Ticket | nn.Module, radius
         w32 = [w.float() for w in ws]
         p32 = [p.float() for p in pos]
         dpos32 = [(p - w).float() for p, w in zip(pos, ws)]
+        wdm32t = torch.cat([w32[0], dm32]).T.contiguous()  # f_1 and the x-part of e_1 in one product
 
     def error_norms32(x64: torch.Tensor) -> torch.Tensor:
         x = x64.float()
-        f = x @ w32[0].T
-        e = torch.addmm(x @ dm32.T, x.abs(), dp32t)
+        y = x @ wdm32t
+        f = y[:, :d1]
+        e = torch.addmm(y[:, d1:], x.abs(), dp32t)
         for i in range(1, len(ws)):
             fs = f + e
             delta = torch.where(f > 0, torch.where(fs > 0, e, -f), fs.clamp(min=0))
