@@ -3,7 +3,8 @@
 The comparison of Liebenwein et al. (2020, "Provable filter pruning for efficient neural networks", Fig. 3:
 ResNet-20 on CIFAR-10) and Baykal et al. (2022, "Sensitivity-informed provable pruning of neural networks",
 SiPP) against magnitude pruning (Han et al. 2015) and iterative magnitude pruning (IMP), on data whose true
-risk is measurable: inputs are smooth random 3x32x32 images labelled by a fixed random convolutional teacher
+risk is measurable: inputs are smooth random 3x32x32 images (Gaussians upsampled ``upsample``-fold: 16x in the
+quick preset, an easier task, 4x in the full one) labelled by a fixed random convolutional teacher
 (:func:`prunebound.data.conv_teacher_task`), and "test error" is the 0-1 error on ``n_test`` *fresh* samples
 (the same seeded fresh sample for every method of a seed, so methods are compared on paired data).
 
@@ -65,7 +66,9 @@ METHODS = ("magnitude", "imp", "pfp", "sipp")
 
 @dataclass(frozen=True)
 class Config:
-    """Teacher: ``conv_teacher_task((3, 32, 32), teacher_width, n_classes, upsample=4, seed=task_seed)``;
+    """Teacher: ``conv_teacher_task((3, 32, 32), teacher_width, n_classes, upsample=upsample, seed=task_seed)``
+    (``upsample``: side of the square of pixels each latent Gaussian value is spread over, i.e. the spatial
+    smoothness of the inputs: 3 x (32 / upsample)^2 latent dimensions);
     ``n_train`` training samples, error on ``n_test`` fresh ones. ResNet-20 of ``width`` trained ``epochs``
     epochs (``optimizer``, ``lr``, ``batch_size``); every method at every ``keep_ratios`` entry, then
     ``retrain_epochs`` at ``retrain_lr`` (IMP: in ``imp_rounds`` rounds; see the module docstring).
@@ -73,6 +76,7 @@ class Config:
 
     n_classes: int = 2
     teacher_width: int = 16
+    upsample: int = 16
     task_seed: int = 0
     n_train: int = 1000
     n_test: int = 5000
@@ -91,15 +95,19 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        """Reduced for 2 CPU cores: width 4 (not 16), 2 classes, 1,000 training samples, 4 epochs, 1 seed."""
+        """Reduced for 2 CPU cores: width 4 (not 16), 2 classes, 1,000 training samples, 4 epochs, 1 seed, and
+        an easier task: inputs upsampled 16x (3 x 2 x 2 = 12 latent dimensions instead of 192). On the full
+        preset's task (``upsample=4``) this network overfits the 1,000 samples (train error 0.17) and its test
+        error stays at 0.44 against chance 0.5; with ``upsample=16`` the same training reaches 0.19 (seed 0)."""
         return cls()
 
     @classmethod
     def full(cls) -> Config:
         """Paper scale: width 16 (0.27 M parameters), 10 classes, 50,000 training samples (CIFAR-10's size),
-        60 epochs, 5 seeds, 20 epochs of retraining (IMP: 4 rounds of 5)."""
-        return cls(n_classes=10, n_train=50_000, n_test=100_000, width=16, epochs=60, lr=1e-3, batch_size=128,
-                   keep_ratios=(0.5, 0.3, 0.2, 0.1, 0.05, 0.02), retrain_epochs=20, retrain_lr=3e-4,
+        60 epochs, 5 seeds, 20 epochs of retraining (IMP: 4 rounds of 5), on the harder task of ``upsample=4``
+        (3 x 8 x 8 = 192 latent dimensions; 50 times more samples than the quick preset)."""
+        return cls(n_classes=10, upsample=4, n_train=50_000, n_test=100_000, width=16, epochs=60, lr=1e-3,
+                   batch_size=128, keep_ratios=(0.5, 0.3, 0.2, 0.1, 0.05, 0.02), retrain_epochs=20, retrain_lr=3e-4,
                    imp_rounds=4, seeds=(0, 1, 2, 3, 4))
 
     def to_dict(self) -> dict:
@@ -117,6 +125,8 @@ def trials(config: Config) -> list[dict]:
     if "imp" in config.methods and config.retrain_epochs % config.imp_rounds:
         raise InvalidParameterError(f"retrain_epochs ({config.retrain_epochs}) must be a multiple of imp_rounds "
                                     f"({config.imp_rounds}): IMP spends the same budget in equal rounds")
+    if not isinstance(config.upsample, int) or config.upsample < 1:
+        raise InvalidParameterError(f"upsample must be a positive integer, got {config.upsample!r}")
     if config.optimizer not in ("sgd", "adam"):
         raise InvalidParameterError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
     base = {k: v for k, v in config_dict(config).items() if k not in ("methods", "seeds")}
@@ -124,21 +134,21 @@ def trials(config: Config) -> list[dict]:
 
 
 @functools.lru_cache(maxsize=2)
-def _task(n_classes: int, teacher_width: int, task_seed: int):
+def _task(n_classes: int, teacher_width: int, upsample: int, task_seed: int):
     from prunebound.data import conv_teacher_task
 
-    return conv_teacher_task((3, 32, 32), teacher_width, n_classes, seed=task_seed)
+    return conv_teacher_task((3, 32, 32), teacher_width, n_classes, seed=task_seed, upsample=upsample)
 
 
 def _train_data(t: dict):
     """The training sample of trial ``t``'s seed."""
-    task = _task(int(t["n_classes"]), int(t["teacher_width"]), int(t["task_seed"]))
+    task = _task(int(t["n_classes"]), int(t["teacher_width"]), int(t["upsample"]), int(t["task_seed"]))
     return task.sample(int(t["n_train"]), seed=1000 + int(t["seed"]))
 
 
 def _test_data(t: dict):
     """The fresh test sample of trial ``t``'s seed (independent of the training sample: another seed)."""
-    task = _task(int(t["n_classes"]), int(t["teacher_width"]), int(t["task_seed"]))
+    task = _task(int(t["n_classes"]), int(t["teacher_width"]), int(t["upsample"]), int(t["task_seed"]))
     return task.sample(int(t["n_test"]), seed=2000 + int(t["seed"]))
 
 
@@ -148,7 +158,7 @@ def _model(t: dict):
     return resnet20(num_classes=int(t["n_classes"]), width=int(t["width"]), seed=int(t["seed"]))
 
 
-_DENSE_KEYS = ("n_classes", "teacher_width", "task_seed", "n_train", "width", "epochs", "optimizer", "lr",
+_DENSE_KEYS = ("n_classes", "teacher_width", "upsample", "task_seed", "n_train", "width", "epochs", "optimizer", "lr",
                "batch_size", "seed")
 
 
@@ -261,8 +271,8 @@ def caption(results: list[dict]) -> Caption:
     seeds = len({r["trial"]["seed"] for r in results})
     model = (f"ResNet-20 (option A, width {t0['width']}, {r0['n_params']:,} parameters), {t0['optimizer']} "
              f"{t0['epochs']} epochs at lr {float(t0['lr']):g}")
-    data = (f"CIFAR-shaped conv teacher (3x32x32, {t0['n_classes']} classes, teacher width {t0['teacher_width']}); "
-            "test error on fresh samples")
+    data = (f"CIFAR-shaped conv teacher (3x32x32, {t0['n_classes']} classes, teacher width {t0['teacher_width']}, "
+            f"inputs upsampled {int(t0['upsample'])}x); test error on fresh samples")
     extra = "x: measured keep ratio (fraction of weights kept)."
     refused = sorted({r["trial"]["method"] for r in results if r["result"]["refused"]})
     if refused:
@@ -270,6 +280,10 @@ def caption(results: list[dict]) -> Caption:
     if int(t0["width"]) < 16 or int(t0["n_train"]) < 50_000:
         extra += (f" Reduced from the paper's setting (width 16, 50,000 samples) to width {t0['width']} and "
                   f"{t0['n_train']} samples so that it runs on 2 CPU cores.")
+    if int(t0["upsample"]) > 4:
+        u = int(t0["upsample"])
+        extra += (f" Inputs upsampled {u}x (3x{-(-32 // u)}x{-(-32 // u)} latent Gaussians; the full preset: 4x, "
+                  "3x8x8), an easier task, so that the dense network is well above chance from so few samples.")
     return Caption(model=model, data=data, n=r0["n_train"], n_test=r0["n_test"], seeds=seeds,
                    bands=se_bands(seeds) if seeds > 1 else None, protocols=(protocol(t0),), extra=extra)
 

@@ -75,6 +75,7 @@ def test_caption_and_protocol_state_the_budget(tiny):
     assert p["retrain_epochs"] == cfg.retrain_epochs and p["retrain_lr"] == cfg.retrain_lr
     assert f"{cfg.imp_rounds} prune/retrain rounds" in p["text"]
     assert "ResNet-20" in cap["text"] and "3x32x32" in cap["text"] and "fresh samples" in cap["text"]
+    assert f"inputs upsampled {cfg.upsample}x" in cap["text"]  # the task's difficulty is stated
     assert "Reduced from the paper's setting" in cap["text"]
     fig = tiny["mod"].figure(tiny["results"])
     from prunebound.plotting import CAPTION_GID, legend_overlaps
@@ -115,25 +116,32 @@ def test_config_validation(mod):
         mod.trials(mod.Config(methods=("magnitude", "obd")))
     with pytest.raises(InvalidParameterError, match="keep_ratios"):
         mod.trials(mod.Config(keep_ratios=(0.0,)))
+    with pytest.raises(InvalidParameterError, match="upsample"):
+        mod.trials(mod.Config(upsample=0))
     with pytest.raises(InvalidParameterError, match="multiple of imp_rounds"):
         mod.trials(mod.Config(retrain_epochs=3, imp_rounds=2))
     q, f = mod.Config.quick(), mod.Config.full()
+    # the quick preset's task is easier (smoother inputs) than the full preset's, which keeps the harder default
+    assert q.upsample == 16 and f.upsample == 4
     assert f.width == 16 and f.n_classes == 10 and len(f.seeds) >= 5 and f.n_train == 50_000
     assert set(q.methods) == set(f.methods) == {"magnitude", "imp", "pfp", "sipp"}
     assert len(mod.trials(q)) == len(q.methods) * len(q.seeds)
 
 
 @pytest.mark.heavy
-def test_science_dense_beats_chance_and_heavy_pruning_hurts(mod, tmp_path):
-    """The quick preset's setting, magnitude pruning only: the dense network's error on fresh samples is below
-    chance (by three binomial standard errors), and keeping 5 % of the weights is worse than keeping 50 %
-    (same retraining budget)."""
+def test_science_dense_well_above_chance_and_heavy_pruning_hurts(mod, tmp_path):
+    """The quick preset's setting, magnitude pruning only: the dense network's error on fresh samples is at most
+    0.25 (chance: 0.5; the quick preset measured 0.185 for seed 0, so a regression to the old, barely-learnable
+    task (0.437) fails), keeping 50 % of the weights costs at most 0.03 over the dense error after the shared
+    retraining budget, and keeping 5 % is worse than keeping 50 % by more than 0.02 (binomial s.e. of one cell
+    on 5,000 fresh samples: <= 0.007)."""
     import dataclasses
 
     torch.set_num_threads(1)
     cfg = dataclasses.replace(mod.Config.quick(), methods=("magnitude",), keep_ratios=(0.5, 0.05))
     res = mod.run(cfg, tmp_path, progress=False)[0]["result"]
-    chance = 1 - 1 / cfg.n_classes
-    assert res["dense_test_error"] < chance - 3 * np.sqrt(chance * (1 - chance) / cfg.n_test)
+    dense = res["dense_test_error"]
+    assert dense <= 0.25, dense
     e50, e05 = res["test_error"]
+    assert e50 <= dense + 0.03, (e50, dense)
     assert e50 + 0.02 < e05, (e50, e05)
