@@ -40,6 +40,9 @@ def data_independent(module: nn.Module, data=None, *, eps: float, delta: float =
         check_positive("eps", eps)
     net, _, before = prepare(module, data, eps=None if _allow_large_eps else eps, delta=delta)
     require_linear(net, "data-independent coresets")
+    # a neuron's outgoing weights must be exactly the next layer's columns: on a residual add, a concatenation or
+    # a shared layer, removing it would also change what reads it elsewhere, which the guarantee does not cover
+    net.require_chain(method="data-independent coresets")
     check_positive("c", c)
     g = make_generator(seed)
     L = len(net.layers)

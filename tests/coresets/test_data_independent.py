@@ -32,3 +32,13 @@ def test_more_constant_means_more_neurons():
 def test_conv_rejected():
     with pytest.raises(UnsupportedLayerError):
         data_independent(conv1d_small(seed=0), None, eps=0.5)
+
+
+def test_refuses_a_residual_mlp_naming_the_chain_assumption():
+    """Removing a neuron of a layer whose output also feeds a residual add would change the residual stream,
+    which the next layer's column reweighting (and the guarantee) does not cover: refused, not silently wrong."""
+    from prunebound.conformance import ResidualMLP
+    from prunebound.errors import AssumptionError
+
+    with pytest.raises(AssumptionError, match="data-independent coresets assumes a single chain"):
+        data_independent(ResidualMLP(), None, eps=0.5, seed=0)
