@@ -43,7 +43,8 @@ Provable samplers at moderate sparsity (issue 17). ``corenet``, ``sipp`` (SiPP-R
 and ``pfp`` are the randomized algorithms as stated in their theorems: ``m`` i.i.d. draws *with replacement*,
 kept entries reweighted by ``count / (m q)``. Without retraining that reweighting variance, not the layer
 allocation, is what separates them from magnitude pruning at 50 % sparsity (digits, 5 seeds: CoreNet 0.090,
-SiPP-Rand 0.088 against 0.041. The inputs of digits are non-negative, so no layer is on signed inputs;
+SiPP-Rand 0.083 against 0.041 -- 0.088 before its budget program was solved by its KKT conditions. The
+inputs of digits are non-negative, so no layer is on signed inputs;
 giving CoreNet magnitude pruning's own per-layer keep ratios -- an oracle layer allocation -- gives 0.068, so
 allocation is a secondary cause; keeping the best of 8 CoreNet draws by relative output error on training
 inputs -- amplification, each draw at ``delta / 8`` -- gives 0.087). The variants of
