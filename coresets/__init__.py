@@ -21,6 +21,7 @@ from prunebound.coresets.baselines import magnitude_global, magnitude_layerwise,
 from prunebound.coresets.corenet import corenet, corenet_constants, sparsify_layer
 from prunebound.coresets.data_independent import data_independent
 from prunebound.coresets.guarantee import Guarantee
+from prunebound.coresets.held_out import HeldOutCheck, held_out_violations
 from prunebound.coresets.hybrid import corenet_hybrid, heavy_split, hybrid_sparsify_rows, pfp_det, pfp_top, sipp_hybrid
 from prunebound.coresets.keep_ratio import RowKeep, solve_eps
 from prunebound.coresets.patches import layer_points
@@ -56,5 +57,6 @@ __all__ = [
     "edge_sensitivity", "abs_edge_sensitivity", "edge_sensitivity_naive", "channel_sensitivity",
     "neuron_sensitivity_data_independent", "signed_split", "RowKeep", "solve_eps",
     "allocate_budget", "sipp_alpha", "sipp_error", "sipp_sample_size", "layer_points", "to_user_module",
+    "HeldOutCheck", "held_out_violations",
     "corenet_hybrid", "sipp_hybrid", "pfp_top", "pfp_det", "heavy_split", "hybrid_sparsify_rows",
 ]

@@ -29,7 +29,7 @@ from torch import nn
 from prunebound.data import Dataset, TeacherTask
 from prunebound.errors import InvalidParameterError, check_positive_int, check_probability
 
-__all__ = ["CoverageResult", "coverage", "binomial_upper_pvalue"]
+__all__ = ["CoverageResult", "coverage", "binomial_upper_pvalue", "randomize_batchnorm"]
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +148,20 @@ def coverage(
              getattr(make_bound, "__name__", type(make_bound).__name__), res.violations, reps, delta, res.p_value,
              res.median_ratio)
     return res
+
+
+def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm of ``module`` non-trivial statistics and affine parameters, as after training
+    (``running_mean ~ U(-0.5, 0.5)``, ``running_var ~ U(0.5, 2)``, ``weight ~ U(0.5, 1.5)``, ``bias ~ U(-0.1,
+    0.1)``, seeded), so that folding BatchNorm into the layer before it and un-folding it are exercised; returns
+    ``module`` in eval mode (modified in place)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in module.modules():
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                n = bn.num_features
+                bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                bn.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
+                bn.weight.copy_(0.5 + torch.rand(n, generator=g))
+                bn.bias.copy_(0.2 * torch.rand(n, generator=g) - 0.1)
+    return module.eval()

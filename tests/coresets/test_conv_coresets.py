@@ -16,29 +16,16 @@ from scipy.stats import binomtest
 from torch import nn
 
 from prunebound.coresets import prune
+from prunebound.coresets.held_out import held_out_violations
 from prunebound.coresets.patches import layer_input, layer_points
-from prunebound.coresets.pfp import channel_pairs
 from prunebound.data import ConvTeacherTask
 from prunebound.errors import UnsupportedLayerError
 from prunebound.network import Network, fold_batchnorm, is_pruned
+from prunebound.testing import randomize_batchnorm
 from prunebound.zoo_models import mobilenet, resnet20, resnet20_1d
 
 DELTA = 0.05
 WIDTH = 4  # ResNet-20 with 4/8/16 filters per stage: same graph as the paper's 16/32/64, 16x fewer weights
-
-
-def _bn_stats(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics (as after training), so that folding and un-folding are exercised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in m.modules():
-            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
-                n = bn.num_features
-                bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-                bn.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
-                bn.weight.copy_(0.5 + torch.rand(n, generator=g))
-                bn.bias.copy_(0.2 * torch.rand(n, generator=g) - 0.1)
-    return m.eval()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +35,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def model():
-    return _bn_stats(resnet20(width=WIDTH, seed=0))
+    return randomize_batchnorm(resnet20(width=WIDTH, seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -62,52 +49,13 @@ def results(task, model):
     }
 
 
-def _as_sampled(res) -> Network:
-    """The folded pruned network as each layer was when it was sampled. PFP masks a producer's filters after its
-    consumer drew its channels; the consumer ignores those channels, but its input (the reference ``z``) had them:
-    the producer rows are un-masked (the producer's own input-channel mask is kept)."""
-    net = Network.from_module(res.module)
-    if res.method != "pfp":
-        return net
-    for pair in channel_pairs(net):
-        if pair.producer is None:
-            continue
-        m = net.layers[pair.producer].module
-        mk = m.weight_mask
-        cols = mk.reshape(mk.shape[0], -1).amax(0)  # an input slot is kept iff some row keeps it
-        with torch.no_grad():
-            mk.copy_(cols.reshape(mk.shape[1:]).expand_as(mk))
-            m.weight = m.weight_orig * m.weight_mask
-    return net
-
-
-def _violations(res, dense: nn.Module, x: torch.Tensor, *, claim: float = 1.0) -> tuple[int, int, int]:
-    """``(violations, cases, sparsified layers)`` of ``|z~ - z| <= claim * eps_l * sum_j |w_ij a_j|`` over every
-    held-out (input, output channel, position) case of every sparsified layer."""
-    pruned, ref = _as_sampled(res), Network.from_module(dense)
-    eps_l = res.guarantee.eps_per_layer
-    v = n = sparsified = 0
-    for i, (lp, ld) in enumerate(zip(pruned.layers, ref.layers)):
-        w_new, w = lp.weight_matrix().double(), ld.weight_matrix().double()
-        if eps_l[i] <= 0 or not bool((w_new == 0).sum() > (w == 0).sum()):
-            continue  # a layer kept dense is exact (up to the rounding of folding BatchNorm back and forth)
-        sparsified += 1
-        a = layer_points(lp, layer_input(pruned, i, x)).double()
-        err = (a @ (w_new - w).T).abs()
-        scale = a.abs() @ w.abs().T
-        ok = scale > 0
-        v += int(((err > (claim * eps_l[i] + 1e-4) * scale) & ok).sum())
-        n += int(ok.sum())
-    return v, n, sparsified
-
-
 @pytest.mark.statistical
 @pytest.mark.parametrize("method", ["corenet", "sipp", "pfp"])
 def test_per_layer_guarantee_on_held_out_inputs(results, model, task, method):
     res = results[method]
     assert res.sparsity > 0.3  # the statement is about a real pruning
     x = task.sample(16, seed=2).x
-    v, n, sparsified = _violations(res, model, x)
+    v, n, sparsified = held_out_violations(res, model, x)
     assert sparsified >= 5, f"{method}: only {sparsified} layers sparsified; the test would be trivial"
     assert binomtest(v, n, DELTA, alternative="greater").pvalue > 0.01, (method, v, n)
 
@@ -119,7 +67,7 @@ def test_guarantee_test_catches_a_much_smaller_claimed_eps(results, model, task,
     and loose: observed errors stay below about 4 %, 11 % and 3 % of it (medians 0.2-1 %). The test has power:
     a claim of ``claim * eps_l`` is rejected."""
     x = task.sample(16, seed=2).x
-    v, n, _ = _violations(results[method], model, x, claim=claim)
+    v, n, _ = held_out_violations(results[method], model, x, claim=claim)
     assert binomtest(v, n, DELTA, alternative="greater").pvalue < 0.01, (method, v, n)
 
 
@@ -164,13 +112,13 @@ def test_only_the_first_conv_reads_signed_inputs(results):
 @pytest.mark.filterwarnings("ignore:coresets.prune")  # PFP's nearest keep ratio on this tiny net is 0.62
 @pytest.mark.parametrize("method", ["corenet", "sipp", "sipp_abs", "pfp"])
 def test_conv1d_resnet20_1d(method):
-    m = _bn_stats(resnet20_1d(width=WIDTH, seed=0))
+    m = randomize_batchnorm(resnet20_1d(width=WIDTH, seed=0))
     x = torch.randn(96, 40)
     res = prune(m, x, method=method, keep_ratio=0.5, seed=0, n_points=16)
     assert type(res.module) is type(m) and 0.3 < res.sparsity < 0.7
     assert any(isinstance(mod, nn.BatchNorm1d) for mod in res.module.modules())
     if method == "sipp":
-        v, n, sparsified = _violations(res, m, torch.randn(32, 40))
+        v, n, sparsified = held_out_violations(res, m, torch.randn(32, 40))
         assert sparsified >= 5 and binomtest(v, n, DELTA, alternative="greater").pvalue > 0.01
 
 
@@ -180,7 +128,7 @@ def test_pfp_removes_filters_only_where_their_consumer_is_the_sole_reader(task, 
     stream, read by later blocks: PFP may only prune the input channels of their readers. Filters are removed
     only in each block's first conv, whose sole reader is the block's second conv (option B used to raise a raw
     RuntimeError: layers were paired by topological order)."""
-    m = _bn_stats(resnet20(width=WIDTH, shortcut=shortcut, seed=0))
+    m = randomize_batchnorm(resnet20(width=WIDTH, shortcut=shortcut, seed=0))
     res = prune(m, task.sample(64, seed=1).x, method="pfp", eps=0.9, delta=0.5, seed=0, K=0.01, n_points=8)
     net = Network.from_module(res.module)
     assert sorted(res.guarantee.extra["filter_pruned"]) == sorted(

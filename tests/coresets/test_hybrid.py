@@ -13,12 +13,13 @@ from scipy.stats import binomtest
 from torch import nn
 
 from prunebound.coresets import prune
+from prunebound.coresets.held_out import held_out_violations
 from prunebound.coresets.hybrid import expected_kept, heavy_split, hybrid_sparsify_rows
 from prunebound.coresets.sampling import bernstein_sample_size, corenet_sample_size, make_generator
 from prunebound.coresets.sensitivity import edge_sensitivity
 from prunebound.coresets.sipp_budget import sipp_alpha, sipp_sample_size
 from prunebound.network import Network, mlp
-from prunebound.testing import binomial_upper_pvalue
+from prunebound.testing import binomial_upper_pvalue, randomize_batchnorm
 
 FULL = bool(os.environ.get("PRUNEBOUND_FULL"))
 
@@ -208,20 +209,6 @@ CLAIM_LOW = 0.01  # a deliberately wrong claim: eps_l / 100 (the certified eps_l
 KEEP = {"corenet_hybrid": 0.5, "sipp_hybrid": 0.5, "pfp_top": 0.55, "pfp_det": 0.55}
 
 
-def _bn_stats(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics (as after training), so that folding and un-folding are exercised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in m.modules():
-            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
-                n = bn.num_features
-                bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-                bn.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
-                bn.weight.copy_(0.5 + torch.rand(n, generator=g))
-                bn.bias.copy_(0.2 * torch.rand(n, generator=g) - 0.1)
-    return m.eval()
-
-
 @pytest.fixture(scope="module")
 def task():
     from prunebound.data import ConvTeacherTask
@@ -233,7 +220,7 @@ def task():
 def resnet():
     from prunebound.zoo_models import resnet20
 
-    return _bn_stats(resnet20(width=WIDTH, seed=0))
+    return randomize_batchnorm(resnet20(width=WIDTH, seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +283,7 @@ def test_resnet20_pfp_variants_remove_filters_only_in_block_first_convs(task, me
     The old consecutive-layer pairing raised a RuntimeError here."""
     from prunebound.zoo_models import resnet20
 
-    m = _bn_stats(resnet20(width=WIDTH, shortcut=shortcut, seed=0))
+    m = randomize_batchnorm(resnet20(width=WIDTH, shortcut=shortcut, seed=0))
     x = task.sample(64, seed=1).x
     res = prune(m, x, method=method, eps=0.9, delta=0.5, seed=0, K=0.01, n_points=8)
     plain = prune(m, x, method="pfp", eps=0.9, delta=0.5, seed=0, K=0.01, n_points=8)
@@ -320,29 +307,6 @@ def test_resnet20_pfp_variants_remove_filters_only_in_block_first_convs(task, me
         assert torch.isfinite(res.module(task.sample(4, seed=3).x)).all()
 
 
-def _resnet_violations(res, dense: nn.Module, x: torch.Tensor, *, claim: float = 1.0) -> tuple[int, int, int]:
-    """``(violations, cases, sparsified layers)`` of ``|z~ - z| <= claim * eps_l * sum_j |w_ij a_j|`` over every
-    held-out (input, output channel, position) case of every sparsified layer (edge-level methods: each layer's
-    input is the one it had when sampled, i.e. the pruned network's)."""
-    from prunebound.coresets.patches import layer_input, layer_points
-
-    pruned, ref = Network.from_module(res.module), Network.from_module(dense)
-    eps_l = res.guarantee.eps_per_layer
-    v = n = sparsified = 0
-    for i, (lp, ld) in enumerate(zip(pruned.layers, ref.layers)):
-        w_new, w = lp.weight_matrix().double(), ld.weight_matrix().double()
-        if eps_l[i] <= 0 or not bool((w_new == 0).sum() > (w == 0).sum()):
-            continue  # a layer kept whole is exact (up to the rounding of folding BatchNorm back and forth)
-        sparsified += 1
-        a = layer_points(lp, layer_input(pruned, i, x)).double()
-        err = (a @ (w_new - w).T).abs()
-        scale = a.abs() @ w.abs().T
-        ok = scale > 0
-        v += int(((err > (claim * eps_l[i] + 1e-4) * scale) & ok).sum())
-        n += int(ok.sum())
-    return v, n, sparsified
-
-
 @pytest.mark.statistical
 @pytest.mark.parametrize("claim, holds", [(1.0, True), (CLAIM_LOW, False)])
 def test_resnet20_sipp_hybrid_per_layer_guarantee_on_held_out_inputs(resnet_results, resnet, task, claim, holds):
@@ -351,7 +315,7 @@ def test_resnet20_sipp_hybrid_per_layer_guarantee_on_held_out_inputs(resnet_resu
     (one-sided binomial test); the same test rejects a claim ``CLAIM_LOW * eps_l`` (it has power)."""
     res = resnet_results["sipp_hybrid"]
     assert res.guarantee.extra["deterministic_fraction"] > 0  # heavy hitters present: not plain SiPP
-    v, n, sparsified = _resnet_violations(res, resnet, task.sample(16, seed=2).x, claim=claim)
+    v, n, sparsified = held_out_violations(res, resnet, task.sample(16, seed=2).x, claim=claim)
     assert sparsified >= 5, f"only {sparsified} layers sparsified; the test would be trivial"
     p = binomtest(v, n, DELTA, alternative="greater").pvalue
     assert (p > 0.01) if holds else (p < 0.01), (claim, v, n)

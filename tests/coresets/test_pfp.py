@@ -6,15 +6,15 @@ import pytest
 import torch
 from scipy import optimize, stats
 from scipy.stats import binomtest
-from torch import nn
 
 from prunebound.coresets import prune
-from prunebound.coresets.patches import layer_input, layer_points
-from prunebound.coresets.pfp import _eps_for_m, channel_pairs, channel_step, filter_keep_allocation, pfp
+from prunebound.coresets.held_out import held_out_violations
+from prunebound.coresets.pfp import _eps_for_m, channel_step, filter_keep_allocation, pfp
 from prunebound.coresets.sampling import bernstein_sample_size, make_generator
 from prunebound.data import ConvTeacherTask
 from prunebound.errors import InvalidParameterError
 from prunebound.network import Network, conv1d_small, lenet5, mlp
+from prunebound.testing import randomize_batchnorm
 from prunebound.zoo_models import resnet20
 
 
@@ -182,54 +182,12 @@ def test_prune_passes_filter_keep_to_pfp():
 DELTA = 0.05
 
 
-def _bn_stats(m: nn.Module) -> nn.Module:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for bn in m.modules():
-            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
-                n = bn.num_features
-                bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-                bn.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
-                bn.weight.copy_(0.5 + torch.rand(n, generator=g))
-                bn.bias.copy_(0.2 * torch.rand(n, generator=g) - 0.1)
-    return m.eval()
-
-
 @pytest.fixture(scope="module")
 def resnet_filter_keep():
     task = ConvTeacherTask(seed=0)
-    model = _bn_stats(resnet20(width=4, seed=0))
+    model = randomize_batchnorm(resnet20(width=4, seed=0))
     res = prune(model, task.sample(128, seed=1).x, method="pfp", filter_keep=0.5, delta=DELTA, seed=0, n_points=8)
     return model, res, task.sample(16, seed=2).x
-
-
-def _violations(res, dense: nn.Module, x: torch.Tensor, claim: float = 1.0) -> tuple[int, int, int]:
-    """Violations of ``|z~ - z| <= claim eps_l sum_j |w_ij a_j|`` over held-out (input, unit, position) cases of
-    every sampled consumer, on its input as sampled (the producer's removed filters un-masked: the consumer ignores
-    them, the reference ``z`` had them)."""
-    pruned, ref = Network.from_module(res.module), Network.from_module(dense)
-    for pair in channel_pairs(pruned):
-        if pair.producer is not None:
-            mod = pruned.layers[pair.producer].module
-            mk = mod.weight_mask
-            cols = mk.reshape(mk.shape[0], -1).amax(0)
-            with torch.no_grad():
-                mk.copy_(cols.reshape(mk.shape[1:]).expand_as(mk))
-                mod.weight = mod.weight_orig * mod.weight_mask
-    eps_l = res.guarantee.eps_per_layer
-    v = n = sampled = 0
-    for i, (lp, ld) in enumerate(zip(pruned.layers, ref.layers)):
-        if eps_l[i] <= 0:
-            continue
-        sampled += 1
-        a = layer_points(lp, layer_input(pruned, i, x)).double()
-        w_new, w = lp.weight_matrix().double(), ld.weight_matrix().double()
-        err = (a @ (w_new - w).T).abs()
-        scale = a.abs() @ w.abs().T
-        ok = scale > 0
-        v += int(((err > (claim * eps_l[i] + 1e-4) * scale) & ok).sum())
-        n += int(ok.sum())
-    return v, n, sampled
 
 
 @pytest.mark.statistical
@@ -238,7 +196,7 @@ def test_filter_keep_guarantee_on_held_out_inputs(resnet_filter_keep):
     net, prods = _producers(res)
     frac = sum(res.extra["channels_kept"][i] for i in prods) / sum(net.layers[i].fan_out for i in prods)
     assert 0.35 < frac < 0.65  # a real filter pruning (36 filters of 4-16 per layer: noisy around 0.5)
-    v, n, sampled = _violations(res, model, x)
+    v, n, sampled = held_out_violations(res, model, x, only_sparsified=False)
     assert sampled == 9  # every block's second conv (the readers of the pruned first-conv filters)
     assert binomtest(v, n, DELTA, alternative="greater").pvalue > 0.01, (v, n)
 
@@ -246,5 +204,5 @@ def test_filter_keep_guarantee_on_held_out_inputs(resnet_filter_keep):
 @pytest.mark.statistical
 def test_filter_keep_guarantee_test_has_power(resnet_filter_keep):
     model, res, x = resnet_filter_keep
-    v, n, _ = _violations(res, model, x, claim=0.002)
+    v, n, _ = held_out_violations(res, model, x, claim=0.002, only_sparsified=False)
     assert binomtest(v, n, DELTA, alternative="greater").pvalue < 0.01, (v, n)
