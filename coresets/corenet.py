@@ -241,7 +241,7 @@ def _apply(plan: CoreNetPlan, eps: float) -> PruneResult:
     net = Network.from_module(clone(plan.net.module))
     g = torch.Generator()
     g.set_state(plan.gen_state)
-    c, S, L = plan.constants, plan.S, len(net.layers)
+    c, S = plan.constants, plan.S
     eps_all = plan.layer_eps(eps)
     eps_l, m_l, s_l = [], [], []
     changed = False
@@ -255,14 +255,23 @@ def _apply(plan: CoreNetPlan, eps: float) -> PruneResult:
         eps_l.append(eps_all[i])
         m_l.append(int(m.sum()))
         s_l.append(float(tot.sum()))
+    return finish_corenet(plan, net, "corenet", eps, eps_l, m_l, s_l)
+
+
+def finish_corenet(plan: CoreNetPlan, net: Network, method: str, eps: float, eps_l: list[float], m_l: list[int],
+                   s_l: list[float], extra: dict | None = None) -> PruneResult:
+    """The :class:`PruneResult` of a CoreNet pass (plain or hybrid): the certified end-to-end error is ``eps``
+    when the per-layer ``eps_l`` follow the theorem's allocation (``propagate``), else
+    ``2 (L - 1) max_l eps_l prod_{k >= l} Delta_hat_k``; ``extra`` adds method-specific fields."""
+    c, L = plan.constants, len(net.layers)
     eps_prime = eps / (2.0 * max(L - 1, 1))
     e2e = 2.0 * max(L - 1, 1) * max(e * math.prod(plan.deltas[i:]) for i, e in enumerate(eps_l))
     e2e = eps if plan.propagate else e2e
-    return finish(net, plan.before, method="corenet", eps=eps, delta=plan.delta, eps_l=eps_l,
+    return finish(net, plan.before, method=method, eps=eps, delta=plan.delta, eps_l=eps_l,
                   delta_l=[plan.delta / c["eta"]] * L, m_l=m_l, s_l=s_l, eps_certified=e2e,
                   extra={**c, "K": plan.K, "Delta_hat": plan.deltas, "eps_prime": eps_prime,
                          "allocation": "theorem" if plan.propagate else "uniform", "eps_end_to_end": e2e,
                          "dense_layers": [],
                          "signed_input_layers": [ly.path for i, ly in enumerate(net.layers) if plan.signed_input[i]],
-                         "n_points_used": int(S.shape[0])},
+                         **(extra or {}), "n_points_used": int(plan.S.shape[0])},
                   original=plan.original)

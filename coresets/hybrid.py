@@ -53,14 +53,13 @@ result is a copy of the user's module with BatchNorm kept (:mod:`~prunebound.cor
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from prunebound.coresets.corenet import CoreNetPlan, _split_rows, corenet_plan
+from prunebound.coresets.corenet import CoreNetPlan, _split_rows, corenet_plan, finish_corenet
 from prunebound.coresets.patches import layer_input, layer_points
 from prunebound.coresets.pfp import PFPPlan, _sensitivity, channel_step, pfp_plan
 from prunebound.coresets.prune import finish, set_layer
@@ -188,7 +187,7 @@ def corenet_hybrid(module: nn.Module, data, *, eps: float, delta: float = DEFAUL
                                             use_kappa=use_kappa, propagate=propagate)).base
     net = Network.from_module(clone(plan.net.module))
     g = _generator(plan.gen_state)
-    c, S, L = plan.constants, plan.S, len(net.layers)
+    S = plan.S
     eps_l = plan.layer_eps(eps)
     m_l, s_l, n_det = [], [], 0
     for i, ly in enumerate(net.layers):
@@ -202,19 +201,9 @@ def corenet_hybrid(module: nn.Module, data, *, eps: float, delta: float = DEFAUL
         m_l.append(int(m.sum()))
         s_l.append(float(s_rest.sum()))
         n_det += int(det.sum())
-    eps_prime = eps / (2.0 * max(L - 1, 1))
-    e2e = eps if plan.propagate else 2.0 * max(L - 1, 1) * max(e * math.prod(plan.deltas[i:])
-                                                                for i, e in enumerate(eps_l))
-    return finish(net, plan.before, method="corenet_hybrid", eps=eps, delta=plan.delta, eps_l=eps_l,
-                  delta_l=[plan.delta / c["eta"]] * L, m_l=m_l, s_l=s_l, eps_certified=e2e,
-                  extra={**c, "K": plan.K, "Delta_hat": plan.deltas, "eps_prime": eps_prime,
-                         "allocation": "theorem" if plan.propagate else "uniform", "eps_end_to_end": e2e,
-                         "dense_layers": [],
-                         "signed_input_layers": [ly.path for i, ly in enumerate(net.layers) if plan.signed_input[i]],
-                         "deterministic_fraction": n_det / plan.before,
-                         "total_sensitivity": "of the sampled remainder S_R",
-                         "n_points_used": int(S.shape[0])},
-                  original=plan.original)
+    return finish_corenet(plan, net, "corenet_hybrid", eps, eps_l, m_l, s_l,
+                          extra={"deterministic_fraction": n_det / plan.before,
+                                 "total_sensitivity": "of the sampled remainder S_R"})
 
 
 def sipp_hybrid(module: nn.Module, data, *, eps: float, delta: float = DEFAULT_DELTA, seed=0, n_points: int = 128,
