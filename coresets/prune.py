@@ -168,6 +168,23 @@ METHODS = ("corenet", "data_independent", "sipp", "sipp_abs", "pfp", "uniform", 
 _BASELINES = ("uniform", "magnitude", "magnitude_global")
 
 
+def _check_options(method: str, fn: Callable, kw: dict) -> None:
+    """Extra keywords must be options of the method: an unknown one is a user error naming what it accepts."""
+    import inspect
+
+    target = _methods()["sipp"] if method == "sipp_abs" else fn  # sipp_abs: sipp with sensitivity="abs"
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    own = {"module", "data", "eps", "delta", "seed", "keep_ratio", "sparsity"}
+    accepted = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+                      and not n.startswith("_") and n not in own)
+    unknown = sorted(k for k in kw if k not in params and k not in ("filter_keep", "eps_per_layer"))  # PFP's: below
+    if unknown:
+        raise InvalidParameterError(f"coresets.prune(method={method!r}): unknown option(s) {unknown}; "
+                                    f"{method} accepts {accepted or 'no extra options'}")
+
+
 def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None = None,
           sparsity: float | None = None, keep_ratio: float | None = None, delta: float = DEFAULT_DELTA,
           seed: int | None = 0, eps_range: tuple[float, float] = (1e-4, 1e9), iters: int = 30,
@@ -188,6 +205,7 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
     if method not in table:
         raise InvalidParameterError(f"method must be one of {list(METHODS)}; got {method!r}")
     fn = table[method]
+    _check_options(method, fn, kw)
     keep_ratio = resolve_keep_ratio(sparsity, keep_ratio, required=False)
     if method in _BASELINES:
         if keep_ratio is None:

@@ -63,3 +63,9 @@ def test_uniform_and_magnitude_coresets_prune_conv_nets():
         assert abs(N.sparsity(r.module).total - 0.5) < 0.02, method
         conv = r.module[0]
         assert conv.weight_mask.shape == conv.weight_orig.shape
+
+
+def test_an_option_the_method_does_not_take_is_named_not_a_raw_type_error():
+    msg = r"unknown option\(s\) \['n_points'\]; data_independent accepts \['c'\]"
+    with pytest.raises(InvalidParameterError, match=msg):
+        prune(mlp(4, [8], 2, seed=0), None, method="data_independent", keep_ratio=0.5, n_points=16)
