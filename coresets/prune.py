@@ -193,8 +193,10 @@ def prune(module: nn.Module, data, *, method: str = "corenet", eps: float | None
 
     ``sparsity`` is the fraction of (non-zero) weights to remove; ``keep_ratio = 1 - sparsity`` is accepted as its
     complement (both given and inconsistent: :class:`InvalidParameterError`). Methods: ``corenet``,
-    ``data_independent``, ``sipp``, ``pfp`` (take ``eps`` or a size) and the baselines ``uniform``, ``magnitude``
-    (layer-wise), ``magnitude_global`` (a size only). Extra keywords go to the method; for ``pfp``,
+    ``data_independent``, ``sipp``, ``sipp_abs``, ``pfp``, the hybrids ``corenet_hybrid``, ``sipp_hybrid``,
+    ``pfp_top``, ``pfp_det`` (:mod:`prunebound.coresets.hybrid`; all take ``eps`` or a size) and the baselines
+    ``uniform``, ``magnitude`` (layer-wise), ``magnitude_global`` (a size only). Extra keywords go to the method
+    (an option it does not take: :class:`InvalidParameterError` naming the ones it does); for ``pfp``,
     ``filter_keep=f`` (each layer whose filters PFP removes keeps about the fraction ``f`` of them) or
     ``eps_per_layer`` replace ``eps`` / ``sparsity`` (see :mod:`prunebound.coresets.pfp`). When a size is given the
     internal ``eps`` may exceed 1 (the theorem's statement is then weak but still true); it is recorded in the
